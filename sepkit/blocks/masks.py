@@ -1,0 +1,31 @@
+"""Mask activations: turn network outputs into time-frequency masks."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Mask(nn.Module):
+    """A mask nonlinearity.
+
+    ``sigmoid`` gives independent masks in (0, 1); ``softmax`` makes masks sum to one over
+    ``source_dim`` (the sources share the mixture); ``relu`` gives unbounded non-negative
+    masks (Open-Unmix's, which may exceed one).
+    """
+
+    kinds = ("sigmoid", "softmax", "relu")
+
+    def __init__(self, kind: str = "sigmoid", source_dim: int = 1) -> None:
+        super().__init__()
+        if kind not in self.kinds:
+            raise ValueError(f"unknown mask {kind!r}: use one of {list(self.kinds)}")
+        self.kind = kind
+        self.source_dim = source_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "sigmoid":
+            return torch.sigmoid(x)
+        if self.kind == "softmax":
+            return torch.softmax(x, dim=self.source_dim)
+        return torch.relu(x)
