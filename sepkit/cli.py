@@ -1,0 +1,233 @@
+"""``sepkit train | separate | eval [overrides]``: a thin layer over Hydra.
+
+``train`` and ``eval`` are Hydra applications (multirun ``-m``, ``--cfg job``,
+``--help``, shell completion); ``separate`` composes ``separate.yaml`` with the same
+override syntax and takes audio files and folders as plain arguments.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+USAGE = """\
+usage: sepkit <command> [key=value ...]
+
+commands:
+  train      train a model (Hydra app: sepkit train --help lists the config groups)
+  separate   write one audio file per stem: sepkit separate song.wav [key=value ...]
+  eval       BSSEval v4 / SI-SDR of a model or of stems on disk (Hydra app)
+  completion print a bash completion script: eval "$(sepkit completion bash)"
+
+Examples:
+  sepkit train model=openunmix dataset=musdb dataset.root=~/data/musdb18
+  sepkit separate song.wav checkpoint=runs/2026-01-01/12-00-00
+  sepkit eval checkpoint=runs/2026-01-01/12-00-00/checkpoints/best.pt
+
+Configs and options: README.md, or `sepkit train --cfg job` to see one resolved.
+"""
+
+BASH_COMPLETION = """\
+_sepkit_complete() {
+    local word="${COMP_WORDS[COMP_CWORD]}"
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=($(compgen -W "train separate eval completion" -- "$word"))
+        return
+    fi
+    local command="${COMP_WORDS[1]}"
+    case "$command" in
+        train|eval)
+            local choices
+            choices=$(COMP_LINE="$COMP_LINE" COMP_POINT="$COMP_POINT" \\
+                sepkit "$command" -sc query=bash 2>/dev/null)
+            local words=($COMP_LINE)
+            local last="${words[${#words[@]}-1]}"
+            [[ "$COMP_LINE" == *" " ]] && last=""
+            COMPREPLY=($(compgen -o nospace -W "$choices" -- "$last"))
+            ;;
+        *) COMPREPLY=() ;;
+    esac
+}
+complete -o nospace -o default -F _sepkit_complete sepkit
+"""
+
+
+def _run_started() -> datetime.datetime:
+    """When this run started, the same in every process of a torchrun job.
+
+    Hydra names run directories by time; ranks that start a second apart would each make
+    their own. Rank 0 publishes its start time in torchrun's rendezvous store and the
+    other ranks read it from there.
+    """
+    now = datetime.datetime.now()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
+        return now
+    from torch.distributed import PrefixStore, TCPStore
+
+    store = TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        is_master=False,
+        timeout=datetime.timedelta(seconds=300),
+    )
+    prefix = f"sepkit/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}/"
+    store = PrefixStore(prefix, store)
+    if int(os.environ.get("RANK", "0")) == 0:
+        store.set("started", now.isoformat())
+    return datetime.datetime.fromisoformat(store.get("started").decode())
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    started = _run_started()
+    OmegaConf.register_new_resolver(
+        "run_started", lambda pattern: started.strftime(pattern), replace=True
+    )
+
+
+def _resume_arguments(arguments: list[str]) -> list[str]:
+    """``resume=<run dir>``: replay that run's overrides, then the new ones, into the same
+    directory."""
+    resume = [a for a in arguments if a.startswith("resume=")]
+    if not resume:
+        return arguments
+    run_dir = Path(resume[-1].split("=", 1)[1]).expanduser()
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.is_file():
+        _fail(f"resume={run_dir}: not a sepkit run directory (no .hydra/overrides.yaml)")
+    import yaml
+
+    original = [o for o in yaml.safe_load(overrides_file.read_text()) or []]
+    given_keys = {a.split("=", 1)[0].lstrip("+~") for a in arguments if "=" in a}
+    kept = [
+        o
+        for o in original
+        if o.split("=", 1)[0].lstrip("+~") not in given_keys | {"resume", "hydra.run.dir"}
+    ]
+    given = [a for a in arguments if not a.startswith("resume=")]
+    return [*kept, *given, f"resume={run_dir.resolve()}", f"hydra.run.dir={run_dir}"]
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _remove_partial_run(run_dir: Path, job_name: str) -> None:
+    """Remove what Hydra wrote into a run directory for a run that failed before writing
+    anything of its own, so bad input leaves nothing behind."""
+    if (run_dir / "checkpoints").exists():
+        return
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / f"{job_name}.log").unlink(missing_ok=True)
+    for folder in (run_dir, *run_dir.parents[:2]):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            break
+
+
+def _report_user_errors(task: Callable[[], object], run_dir: Path | None, job: str) -> object:
+    from hydra.errors import InstantiationException
+
+    from sepkit.errors import SepkitError
+
+    try:
+        return task()
+    except (SepkitError, InstantiationException, FileNotFoundError) as error:
+        cause = error
+        if isinstance(error, InstantiationException) and isinstance(
+            error.__cause__, SepkitError | ValueError | TypeError | FileNotFoundError
+        ):
+            cause = error.__cause__
+        if run_dir is not None:
+            _remove_partial_run(run_dir, job)
+        _fail(" ".join(str(cause).split()))
+    return None
+
+
+def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], program: str) -> None:
+    import hydra
+
+    from sepkit.config import config_dir, register_schemas
+
+    register_schemas()
+    _register_resolvers()
+    sys.argv = [program, *arguments]
+    application = hydra.main(
+        config_path=str(config_dir()), config_name=config_name, version_base="1.3"
+    )(task)
+    application()
+
+
+def train_task(cfg) -> None:  # noqa: ANN001  (Hydra passes a DictConfig)
+    from hydra.core.hydra_config import HydraConfig
+
+    from sepkit.train import run_training
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    resuming = bool(cfg.resume)
+    _report_user_errors(lambda: run_training(cfg, run_dir), None if resuming else run_dir, "train")
+
+
+def eval_task(cfg) -> None:  # noqa: ANN001
+    from hydra.core.hydra_config import HydraConfig
+
+    from sepkit.evaluate import run_evaluation
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    _report_user_errors(lambda: run_evaluation(cfg, run_dir), None, "eval")
+
+
+def _adjust_completion_line(command: str) -> None:
+    """Hydra's completion strips the program name from COMP_LINE; drop the command word
+    too so ``sepkit train model=<TAB>`` completes like ``app.py model=<TAB>``."""
+    line = os.environ.get("COMP_LINE")
+    if line is None:
+        return
+    words = line.split(" ")
+    if len(words) > 1 and words[1] == command:
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
+        if "COMP_POINT" in os.environ:
+            point = int(os.environ["COMP_POINT"]) - len(command) - 1
+            os.environ["COMP_POINT"] = str(max(point, 0))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return
+    if arguments[0] == "--version":
+        import sepkit
+
+        print(f"sepkit {sepkit.__version__}")
+        return
+    command, rest = arguments[0], arguments[1:]
+    if command == "train":
+        if any(a in ("-sc", "--shell-completion") for a in rest):
+            _adjust_completion_line(command)
+        _hydra_app("train", train_task, _resume_arguments(rest), "sepkit-train")
+    elif command == "eval":
+        if any(a in ("-sc", "--shell-completion") for a in rest):
+            _adjust_completion_line(command)
+        _hydra_app("eval", eval_task, rest, "sepkit-eval")
+    elif command == "separate":
+        from sepkit.separate import main as separate_main
+
+        separate_main(rest)
+    elif command == "completion":
+        if rest != ["bash"]:
+            _fail("usage: sepkit completion bash")
+        print(BASH_COMPLETION, end="")
+    else:
+        _fail(f"unknown command {command!r}: use train, separate or eval (sepkit --help)")
+
+
+if __name__ == "__main__":
+    main()

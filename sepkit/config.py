@@ -1,0 +1,168 @@
+"""Typed Hydra schemas for sepkit's configs.
+
+Every option of a config group (``configs/<group>/<name>.yaml``) that builds an object
+with ``_target_`` starts its defaults list with ``/schema/<group>/<ClassName>@_here_``.
+That schema is a dataclass derived here from the target's constructor signature, so a
+wrong type (``optimizer.lr=abc``) or a misspelt key fails while Hydra composes the config,
+before any run directory exists. Plain settings (trainer, separation, evaluation) have
+hand-written dataclasses below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_object
+from omegaconf import MISSING
+
+CONFIG_GROUPS_WITH_TARGETS = ("model", "loss", "dataset", "optimizer", "scheduler")
+
+
+def config_dir() -> Path:
+    """The folder of sepkit's YAML configs: ``sepkit.configs`` in an installed wheel,
+    the repository's ``configs/`` when running from a source checkout."""
+    try:
+        import sepkit.configs as package
+
+        return Path(next(iter(package.__path__)))
+    except ImportError:
+        return Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class TrainerConfig:
+    """How training runs (``trainer.*``)."""
+
+    epochs: int = 100
+    batch_size: int = 16
+    steps_per_epoch: int | None = None  # null: a whole pass over the training set
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    amp: bool = False  # float16 + GradScaler on CUDA, bfloat16 autocast on CPU
+    seed: int = 42
+    num_workers: int = 0
+    grad_clip: float | None = None  # max global gradient norm; null: no clipping
+    patience: int | None = 140  # epochs without a better validation loss before stopping
+    threads: int | None = None  # torch CPU threads; null: torch's default
+    statistics_tracks: int | None = None  # tracks used for input statistics; null: all
+    progress: bool = True  # a tqdm bar per epoch
+
+
+@dataclass
+class TrainConfig:
+    defaults: list[Any] = field(default_factory=list)
+    model: Any = MISSING
+    loss: Any = MISSING
+    dataset: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    resume: str | None = None
+
+
+_SIMPLE_TYPES = (int, float, str, bool)
+
+
+def _annotation_is_supported(annotation: Any) -> bool:
+    """True when OmegaConf can validate values against ``annotation``."""
+    if annotation in _SIMPLE_TYPES or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in arguments if a is not type(None)]
+        return len(rest) == 1 and _annotation_is_supported(rest[0])
+    if origin in (list, typing.List):  # noqa: UP006
+        return len(arguments) == 1 and arguments[0] in (*_SIMPLE_TYPES, Any)
+    if origin in (dict, typing.Dict):  # noqa: UP006
+        return len(arguments) == 2 and arguments[0] is str
+    return False
+
+
+def _annotation_from_default(annotation: Any, default: Any) -> Any:
+    """A type OmegaConf can check for a parameter whose annotation it cannot: the widest
+    simple type in a union (``float | Tensor`` -> float), else the default's type."""
+    members = set(typing.get_args(annotation))
+    for kind in (float, int, str, bool):
+        if kind in members:
+            return kind
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int | float):
+        return float if isinstance(default, float) else int
+    if isinstance(default, str):
+        return str
+    if isinstance(default, list | tuple) and default:
+        kinds = {type(x) for x in default}
+        if len(kinds) == 1 and next(iter(kinds)) in _SIMPLE_TYPES:
+            return list[next(iter(kinds))]
+    return Any
+
+
+def schema_from_signature(target: str) -> type:
+    """A dataclass with ``_target_``, ``_partial_`` and one typed field per constructor
+    argument of ``target`` (a dotted path to a class or function)."""
+    obj = get_object(target)
+    function = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:
+        hints = {}
+    fields: list[tuple[str, Any, Any]] = [
+        ("_target_", str, field(default=target)),
+        ("_partial_", bool, field(default=False)),
+    ]
+    for name, parameter in inspect.signature(function).parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if name in ("params", "optimizer"):  # given by the trainer, not by the config
+            continue
+        default = parameter.default
+        annotation = hints.get(name, Any)
+        if not _annotation_is_supported(annotation):
+            annotation = _annotation_from_default(annotation, default)
+        if default is parameter.empty:
+            fields.append((name, annotation, field(default=MISSING)))
+        elif isinstance(default, list | tuple):
+            fields.append((name, annotation, field(default_factory=lambda d=default: list(d))))
+        elif isinstance(default, dict):
+            fields.append((name, annotation, field(default_factory=lambda d=default: dict(d))))
+        else:
+            fields.append((name, annotation, field(default=default)))
+    class_name = target.rsplit(".", 1)[-1] + "Schema"
+    return dataclasses.make_dataclass(class_name, fields)
+
+
+def _targets_in_group(group: str) -> dict[str, str]:
+    """Class name -> dotted target, for each YAML option of a group that has a target."""
+    found: dict[str, str] = {}
+    for path in sorted((config_dir() / group).glob("*.yaml")):
+        content = yaml.safe_load(path.read_text()) or {}
+        target = content.get("_target_") if isinstance(content, dict) else None
+        if target:
+            found[target.rsplit(".", 1)[-1]] = target
+    return found
+
+
+_registered = False
+
+
+def register_schemas() -> None:
+    """Put every schema in Hydra's ConfigStore (once per process)."""
+    global _registered
+    if _registered:
+        return
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for group in CONFIG_GROUPS_WITH_TARGETS:
+        for class_name, target in _targets_in_group(group).items():
+            schema = schema_from_signature(target)
+            store.store(group=f"schema/{group}", name=class_name, node=schema)
+    _registered = True
