@@ -1,0 +1,43 @@
+# The README's two commands: `make demo` and `make test`, each from a fresh clone.
+# TORCH: the torch requirement installed first; this machine has a local CPU wheel of
+# 2.13.0 (an unpinned torch would download a multi-GB CUDA build). Elsewhere:
+# `make test TORCH=torch` or an existing environment with `pip install -e .`.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test install ffmpeg lint clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(INSTALLED)
+
+# musdb's stempeg refuses to import without the ffmpeg binary
+ffmpeg:
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+	  echo "installing ffmpeg (needed by musdb)"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq ffmpeg >/dev/null; }
+
+test: install ffmpeg
+	$(BIN)/python -m pytest -q
+
+# Train a small Open-Unmix on the generated toy set (a few minutes on two CPU cores),
+# separate a toy test song with it and score it against the mixture baseline.
+demo: install ffmpeg
+	@RUN=runs/demo/$$(date +%Y-%m-%d_%H-%M-%S); \
+	$(BIN)/sepkit train experiment=umx_toy_demo hydra.run.dir=$$RUN && \
+	echo "run directory: $$RUN"
+
+lint: install
+	$(BIN)/ruff check sepkit tests benchmarks
+	$(BIN)/ruff format --check sepkit tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info
