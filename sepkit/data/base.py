@@ -1,9 +1,9 @@
 """Tracks, partial reads, and the training and validation sets every dataset shares.
 
 A dataset class (MUSDB18, a folder of stems, wsj0-2mix, ...) only finds its tracks: it
-subclasses ``SeparationData`` and implements ``_find_tracks(split)``, returning checked
-``Track`` records (see ``sepkit.data.tracks.checked_track``). Everything else (how segments are
-drawn, augmented and read) is here, once.
+subclasses ``SeparationData`` and implements ``_split_tracks(split)``, returning checked
+``Track`` records (see ``sepkit.data.tracks.checked_track``). Everything else (the held-out
+validation fallback, how segments are drawn, augmented and read) is here, once.
 
 Items are ``(mixture, sources)`` float32 tensors: mixture (channels, time) and sources
 (targets, channels, time), in the order of the dataset's ``targets``.
@@ -238,9 +238,11 @@ class ValidationSegments(Dataset):
 class SeparationData:
     """Base of every dataset: its tracks per split and the torch datasets built from them.
 
-    Subclasses find and check their tracks in ``_find_tracks(split)`` (split is "train",
-    "valid" or "test"); this class asks for each split at most once, in the process that
-    calls it (the main process), so bad files are reported before any DataLoader starts.
+    Subclasses find and check the tracks of a split in ``_split_tracks(split)`` (split is
+    "train", "valid" or "test"; None for "valid" when the dataset has no validation split,
+    and a seeded ``valid_fraction`` of the training tracks is then held out). Each split is
+    found on its first request, once, in the process that asks (the main process, when the
+    trainer builds its DataLoaders), so bad files are reported before any worker starts.
     """
 
     sample_rate: int
@@ -286,13 +288,28 @@ class SeparationData:
         self.augmentations = list(augmentations)
         self._tracks: dict[str, list[Track]] = {}
 
-    def _find_tracks(self, split: str) -> list[Track]:
-        """The checked tracks of ``split`` ("train", "valid" or "test"), sorted by name."""
+    def _split_tracks(self, split: str) -> list[Track] | None:
+        """The checked tracks of ``split`` ("train", "valid" or "test"), sorted by name; for
+        "valid", None when the dataset has no validation split."""
         raise NotImplementedError
 
+    def _split_location(self, split: str) -> str:
+        """Where ``split`` lives, for error messages."""
+        return f"the {split} split of {type(self).__name__}"
+
     def _split(self, split: str) -> list[Track]:
-        if split not in self._tracks:
-            self._tracks[split] = self._find_tracks(split)
+        if split in self._tracks:
+            return self._tracks[split]
+        if split == "test":
+            self._tracks["test"] = self._split_tracks("test") or []
+            return self._tracks["test"]
+        training = self._split_tracks("train") or []
+        validation = self._split_tracks("valid")
+        if validation is None:
+            training, validation = held_out_split(
+                training, self.valid_fraction, self.seed, self._split_location("train")
+            )
+        self._tracks["train"], self._tracks["valid"] = training, validation
         return self._tracks[split]
 
     def train_tracks(self) -> list[Track]:

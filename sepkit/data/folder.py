@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from sepkit.data.augment import source_augmentations
-from sepkit.data.base import SeparationData, Track, held_out_split
+from sepkit.data.base import SeparationData, Track
 from sepkit.data.cache import cache_root
 from sepkit.data.tracks import AUDIO_EXTENSIONS, checked_track, find_stem_file
 from sepkit.errors import SepkitError
@@ -72,20 +72,14 @@ class FolderData(SeparationData):
         self.split_folders = {"train": train_split, "valid": valid_split, "test": test_split}
         self.cache = cache_root(cache_dir)
 
-    def _find_tracks(self, split: str) -> list[Track]:
-        if split == "test":
-            return self._tracks_in(self.root / self.split_folders["test"])
-        train_folder = self.root / self.split_folders["train"]
-        valid_folder = self.root / self.split_folders["valid"]
-        training = self._tracks_in(train_folder)
-        if valid_folder.is_dir():
-            validation = self._tracks_in(valid_folder)
-        else:
-            training, validation = held_out_split(
-                training, self.valid_fraction, self.seed, train_folder
-            )
-        self._tracks["train"], self._tracks["valid"] = training, validation
-        return self._tracks[split]
+    def _split_location(self, split: str) -> str:
+        return str(self.root / self.split_folders[split])
+
+    def _split_tracks(self, split: str) -> list[Track] | None:
+        folder = self.root / self.split_folders[split]
+        if split == "valid" and not folder.is_dir():
+            return None
+        return self._tracks_in(folder)
 
     def _tracks_in(self, split_folder: Path) -> list[Track]:
         if not split_folder.is_dir():

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sepkit.data.augment import source_augmentations
-from sepkit.data.base import SeparationData, Track, held_out_split
+from sepkit.data.base import SeparationData, Track
 from sepkit.data.cache import (
     cache_root,
     file_signature,
@@ -154,22 +154,21 @@ class MUSDBData(SeparationData):
                 "dataset.root=<folder>"
             ) from None
 
-    def _find_tracks(self, split: str) -> list[Track]:
+    def _split_location(self, split: str) -> str:
+        return str(self.root / ("test" if split == "test" else "train"))
+
+    def _split_tracks(self, split: str) -> list[Track] | None:
         if split == "test":
             tracks = self._tracks_of_subset("test", None)
             if not tracks:
-                raise SepkitError(f"{self.root / 'test'}: no MUSDB18 test tracks found")
+                raise SepkitError(self._no_tracks_message("test"))
             return tracks
-        training = self._tracks_of_subset("train", "train")
-        validation = self._tracks_of_subset("train", "valid")
-        if not training and not validation:
+        tracks = self._tracks_of_subset("train", split)
+        if split == "valid":
+            return tracks or None  # none of musdb's validation tracks: hold some out
+        if not tracks:
             raise SepkitError(self._no_tracks_message("train"))
-        if not validation:
-            training, validation = held_out_split(
-                training, self.valid_fraction, self.seed, self.root / "train"
-            )
-        self._tracks["train"], self._tracks["valid"] = training, validation
-        return training if split == "train" else validation
+        return tracks
 
     def _no_tracks_message(self, subset: str) -> str:
         folder = self.root / subset
