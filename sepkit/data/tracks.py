@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import soundfile
 import soxr
@@ -36,16 +37,32 @@ def find_stem_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def audio_info(path: Path) -> soundfile._SoundFileInfo:
-    """soundfile's header info for ``path``; a SepkitError naming the file if unreadable."""
+class AudioInfo(NamedTuple):
+    frames: int
+    samplerate: int
+    channels: int
+
+
+def audio_info(path: Path) -> AudioInfo:
+    """Frames, sample rate and channels from the header of ``path`` (nothing is decoded);
+    a SepkitError naming the file if it is missing or unreadable."""
     if not Path(path).is_file():
         raise SepkitError(f"{path}: file not found")
     try:
-        return soundfile.info(str(path))
-    except (RuntimeError, soundfile.LibsndfileError) as error:
+        with soundfile.SoundFile(str(path)) as file:
+            return AudioInfo(file.frames, file.samplerate, file.channels)
+    except RuntimeError as error:  # soundfile.LibsndfileError
         raise SepkitError(
             f"{path}: not readable as audio ({error}); convert it to WAV or FLAC"
         ) from None
+
+
+def _label(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` when inside it (short error messages), else whole."""
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return str(path)
 
 
 def checked_track(
@@ -78,13 +95,17 @@ def checked_track(
             )
     rates = {stem: info.samplerate for stem, info in infos.items()}
     if len(set(rates.values())) > 1:
-        listed = ", ".join(f"{files[stem].name} {rate} Hz" for stem, rate in rates.items())
+        listed = ", ".join(
+            f"{_label(files[stem], folder)} {rate} Hz" for stem, rate in rates.items()
+        )
         raise SepkitError(
             f"{folder}: stems at different sample rates ({listed}); convert them to one rate"
         )
     lengths = {stem: info.frames for stem, info in infos.items()}
     if len(set(lengths.values())) > 1:
-        listed = ", ".join(f"{files[stem].name} {frames}" for stem, frames in lengths.items())
+        listed = ", ".join(
+            f"{_label(files[stem], folder)} {frames}" for stem, frames in lengths.items()
+        )
         raise SepkitError(
             f"{folder}: stems of unequal lengths ({listed} frames); trim them to one length"
         )
@@ -111,10 +132,13 @@ def checked_track(
 def resampled_copy(path: Path, sample_rate: int, folder: Path) -> Path:
     """``path`` resampled to ``sample_rate`` with soxr (high quality), cached in ``folder``.
 
-    The cached name carries a hash of the original's size and modification time, so an
-    edited original is resampled again.
+    The cached name carries a hash of the original's location, size and modification time,
+    so an edited original is resampled again.
     """
-    signature = json.dumps({**file_signature(path), "rate": sample_rate}, sort_keys=True)
+    signature = json.dumps(
+        {"path": str(Path(path).resolve()), **file_signature(path), "rate": sample_rate},
+        sort_keys=True,
+    )
     digest = hashlib.sha1(signature.encode()).hexdigest()[:12]
     destination = folder / f"{Path(path).stem}-{sample_rate}-{digest}.wav"
     if destination.is_file():
