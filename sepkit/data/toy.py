@@ -66,10 +66,10 @@ def generate_toy_musdb(
     }
     if nb_train_tracks < 1 or nb_test_tracks < 1 or min(train_duration, test_duration) <= 0:
         raise SepkitError(f"toy set parameters {parameters} need at least one track of each split")
-    return _build_once(Path(root).expanduser(), parameters, _write_toy_musdb)
+    return build_once(Path(root).expanduser(), parameters, _write_toy_musdb)
 
 
-def _build_once(root: Path, parameters: dict, write) -> Path:
+def build_once(root: Path, parameters: dict, write) -> Path:
     """Run ``write(folder, parameters)`` into a temporary sibling and rename it to ``root``."""
     marker = root / TOY_MARKER
     if marker.is_file() and json.loads(marker.read_text()) == parameters:
@@ -138,20 +138,27 @@ def synthesise_song(
         level_db = rng.uniform(-6.0, 0.0)
         loudness = np.sqrt(np.mean(stems[name] ** 2)) + 1e-12
         stems[name] = stems[name] * (0.1 * 10 ** (level_db / 20) / loudness)
-    mixture = sum(stems[name] for name in MUSDB_STEMS)
-    peak = max([np.abs(mixture).max()] + [np.abs(stems[name]).max() for name in MUSDB_STEMS])
+    quantised, mixture = exact_mixture(
+        [stems[name] for name in ["drums", "bass", "other", "vocals"]]
+    )
+    return {"mixture": mixture, **dict(zip(["drums", "bass", "other", "vocals"], quantised))}
+
+
+def exact_mixture(
+    sources: list[np.ndarray], peak: float = 0.9
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Scale ``sources`` together to a ``peak`` and make their float32 sum exact.
+
+    Each source is rounded to a multiple of 2**-20 and stays below 1, so every partial sum of
+    up to 16 sources is exactly representable in float32 (24-bit significand): the mixture
+    equals the sum of the sources in any order. Returns (float32 sources, float32 mixture).
+    """
+    total = sum(sources)
+    scale = peak / max([np.abs(total).max()] + [np.abs(source).max() for source in sources])
     grid = 2.0**20
-    quantised = {
-        name: (np.round(stems[name] * (0.9 / peak) * grid) / grid).astype(np.float32)
-        for name in ["drums", "bass", "other", "vocals"]
-    }
-    mixture = (
-        quantised["drums"].astype(np.float64)
-        + quantised["bass"]
-        + quantised["other"]
-        + quantised["vocals"]
-    ).astype(np.float32)
-    return {"mixture": mixture, **quantised}
+    quantised = [(np.round(source * scale * grid) / grid).astype(np.float32) for source in sources]
+    mixture = np.sum(np.stack(quantised).astype(np.float64), axis=0).astype(np.float32)
+    return quantised, mixture
 
 
 def _song_plan(rng: np.random.Generator, num_frames: int, sample_rate: int) -> dict:
@@ -192,7 +199,7 @@ def _hz(midi: float) -> float:
     return 440.0 * 2.0 ** ((midi - 69) / 12)
 
 
-def _wavetable(amplitudes: np.ndarray) -> np.ndarray:
+def wavetable(amplitudes: np.ndarray) -> np.ndarray:
     """One cycle of the harmonic series with ``amplitudes`` (harmonic 1 first)."""
     cycle = np.arange(_TABLE_SIZE) / _TABLE_SIZE
     harmonics = np.arange(1, len(amplitudes) + 1)
@@ -201,7 +208,7 @@ def _wavetable(amplitudes: np.ndarray) -> np.ndarray:
     return np.sum(amplitudes[:, None] * np.sin(2 * np.pi * np.outer(harmonics, cycle)), axis=0)
 
 
-def _oscillate(table: np.ndarray, frequency: np.ndarray, sample_rate: int, phase: float = 0.0):
+def oscillate(table: np.ndarray, frequency: np.ndarray, sample_rate: int, phase: float = 0.0):
     """Play ``table`` at a (time-varying) ``frequency`` in Hz, by linear table lookup."""
     cycles = phase + np.cumsum(frequency) / sample_rate
     position = (cycles % 1.0) * _TABLE_SIZE
@@ -210,7 +217,7 @@ def _oscillate(table: np.ndarray, frequency: np.ndarray, sample_rate: int, phase
     return table[lower] * (1 - fraction) + table[(lower + 1) % _TABLE_SIZE] * fraction
 
 
-def _envelope(length: int, attack: int, release: int) -> np.ndarray:
+def raised_cosine_envelope(length: int, attack: int, release: int) -> np.ndarray:
     """Raised-cosine attack and release around a flat middle, ``length`` samples."""
     envelope = np.ones(length)
     attack, release = min(attack, length // 2), min(release, length // 2)
@@ -221,7 +228,7 @@ def _envelope(length: int, attack: int, release: int) -> np.ndarray:
     return envelope
 
 
-def _add(out: np.ndarray, start: int, sound: np.ndarray) -> None:
+def add_at(out: np.ndarray, start: int, sound: np.ndarray) -> None:
     """Add ``sound`` into ``out`` from ``start``, cut at the end of ``out``."""
     end = min(len(out), start + len(sound))
     if start < end:
@@ -254,22 +261,23 @@ def _vocals(rng: np.random.Generator, song: dict) -> np.ndarray:
             frequency = _hz(midi) * 2 ** (vibrato / 12)
             harmonics = np.arange(1, int(9000 / _hz(midi)) + 1) * _hz(midi)
             gain = sum(1 / (1 + ((harmonics - f) / (60 + 0.06 * f)) ** 2) for f in formants)
-            table = _wavetable((0.05 + gain) / np.arange(1, len(harmonics) + 1))
-            note = _oscillate(table, frequency, sample_rate)
-            note *= _envelope(frames, int(0.04 * sample_rate), int(0.08 * sample_rate))
-            _add(out, int(time * sample_rate), note / np.abs(table).max())
+            table = wavetable((0.05 + gain) / np.arange(1, len(harmonics) + 1))
+            note = oscillate(table, frequency, sample_rate)
+            note *= raised_cosine_envelope(frames, int(0.04 * sample_rate), int(0.08 * sample_rate))
+            add_at(out, int(time * sample_rate), note / np.abs(table).max())
             time += length
     return out
 
 
-def _band_noise(
+def band_noise(
     rng: np.random.Generator, frames: int, low: float, high: float, sample_rate: int
 ) -> np.ndarray:
     """White noise limited to [low, high] Hz (by zeroing FFT bins), unit peak."""
-    spectrum = np.fft.rfft(rng.standard_normal(frames))
-    frequencies = np.fft.rfftfreq(frames, 1 / sample_rate)
+    size = 1 << max(int(frames - 1).bit_length(), 1)  # a power of two: FFTs of primes are slow
+    spectrum = np.fft.rfft(rng.standard_normal(size))
+    frequencies = np.fft.rfftfreq(size, 1 / sample_rate)
     spectrum[(frequencies < low) | (frequencies > high)] = 0
-    noise = np.fft.irfft(spectrum, frames)
+    noise = np.fft.irfft(spectrum, size)[:frames]
     return noise / (np.abs(noise).max() + 1e-12)
 
 
@@ -279,10 +287,10 @@ def _drums(rng: np.random.Generator, song: dict) -> np.ndarray:
     kick_frequency = 45 + 110 * np.exp(-t_kick / 0.04)
     kick = np.sin(2 * np.pi * np.cumsum(kick_frequency) / sample_rate) * np.exp(-t_kick / 0.12)
     t_snare = np.arange(int(0.25 * sample_rate)) / sample_rate
-    snare = _band_noise(rng, len(t_snare), 1000, 6000, sample_rate) * np.exp(-t_snare / 0.07)
+    snare = 2.5 * band_noise(rng, len(t_snare), 1000, 6000, sample_rate) * np.exp(-t_snare / 0.07)
     snare += 0.5 * np.sin(2 * np.pi * 190 * t_snare) * np.exp(-t_snare / 0.05)
     t_hat = np.arange(int(0.08 * sample_rate)) / sample_rate
-    hat = 0.35 * _band_noise(rng, len(t_hat), 7000, 16000, sample_rate) * np.exp(-t_hat / 0.02)
+    hat = 1.2 * band_noise(rng, len(t_hat), 7000, 16000, sample_rate) * np.exp(-t_hat / 0.02)
 
     extra_kicks = [[], [10], [6, 10], [14], [3, 10]]
     kick_steps = [0, 8] + extra_kicks[rng.integers(len(extra_kicks))]
@@ -296,11 +304,11 @@ def _drums(rng: np.random.Generator, song: dict) -> np.ndarray:
             start = int((bar_index * song["bar"] + step * sixteenth) * sample_rate)
             velocity = rng.uniform(0.8, 1.0)
             if step in kick_steps:
-                _add(kicks_and_snares, start, velocity * kick)
+                add_at(kicks_and_snares, start, velocity * kick)
             if step in snare_steps:
-                _add(kicks_and_snares, start, velocity * snare)
+                add_at(kicks_and_snares, start, velocity * snare)
             if step in hat_steps:
-                _add(hats, start, velocity * (1.0 if step % 4 == 0 else 0.6) * hat)
+                add_at(hats, start, velocity * (1.0 if step % 4 == 0 else 0.6) * hat)
     pan = rng.uniform(-0.3, 0.3)
     hat_pan = np.clip(pan + rng.choice([-1, 1]) * rng.uniform(0.2, 0.5), -1, 1)
     return _pan(kicks_and_snares, pan) + _pan(hats, hat_pan)
@@ -312,7 +320,7 @@ def _bass(rng: np.random.Generator, song: dict) -> np.ndarray:
     octave = int(rng.integers(28, 34))  # MIDI 28-33: 41-55 Hz roots, fifths up to 147 Hz
     steps = [0, 4, 8, 12] if rng.random() < 0.5 else [0, 3, 6, 8, 11, 14]  # 16th positions
     harmonics = np.arange(1, 7)
-    table = _wavetable(1 / harmonics**1.5)
+    table = wavetable(1 / harmonics**1.5)
     table /= np.abs(table).max()
     for bar_index in np.flatnonzero(_active_bars(rng, song["nb_bars"], 0.15)):
         root_degree = song["chords"][bar_index]
@@ -322,10 +330,12 @@ def _bass(rng: np.random.Generator, song: dict) -> np.ndarray:
             end = steps[position + 1] if position + 1 < len(steps) else 16
             frames = int((end - step) * song["beat"] / 4 * sample_rate)
             t = np.arange(frames) / sample_rate
-            note = _oscillate(table, np.full(frames, _hz(midi)), sample_rate)
-            note *= np.exp(-t / 0.4) * _envelope(frames, int(0.005 * sample_rate), 1323)
+            note = oscillate(table, np.full(frames, _hz(midi)), sample_rate)
+            note *= np.exp(-t / 0.4) * raised_cosine_envelope(
+                frames, int(0.005 * sample_rate), 1323
+            )
             start = int((bar_index * song["bar"] + step * song["beat"] / 4) * sample_rate)
-            _add(out, start, note)
+            add_at(out, start, note)
     return out
 
 
@@ -334,10 +344,10 @@ def _pads(rng: np.random.Generator, song: dict) -> np.ndarray:
     out = np.zeros(song["num_frames"])
     voicing = int(rng.integers(60, 68))  # chord notes within MIDI 60-86 (262-1175 Hz)
     harmonics = np.arange(1, 9)
-    table = _wavetable(1 / harmonics**1.2)
+    table = wavetable(1 / harmonics**1.2)
     table /= np.abs(table).max()
     frames = int((song["bar"] + 0.25) * sample_rate)  # ring into the next bar
-    envelope = _envelope(frames, int(0.15 * sample_rate), int(0.25 * sample_rate))
+    envelope = raised_cosine_envelope(frames, int(0.15 * sample_rate), int(0.25 * sample_rate))
     sevenths = rng.random(7) < 0.4  # per chord degree: add the seventh
     played: dict[tuple[int, ...], np.ndarray] = {}  # the progression repeats: synthesise once
     for bar_index in np.flatnonzero(_active_bars(rng, song["nb_bars"], 0.2)):
@@ -351,9 +361,9 @@ def _pads(rng: np.random.Generator, song: dict) -> np.ndarray:
                 midi = _scale_note(song, degree, voicing - song["key"])
                 for detune in (-0.06, 0.06):  # semitones: two slightly detuned oscillators
                     frequency = np.full(frames, _hz(midi + detune))
-                    sound += _oscillate(table, frequency, sample_rate, phase=rng.random())
+                    sound += oscillate(table, frequency, sample_rate, phase=rng.random())
             played[chord] = 0.25 * sound * envelope
-        _add(out, int(bar_index * song["bar"] * sample_rate), played[chord])
+        add_at(out, int(bar_index * song["bar"] * sample_rate), played[chord])
     return out
 
 
