@@ -366,8 +366,9 @@ def test_bad_options_are_refused(musdb_root, tmp_path):
 
 
 def test_preview_download_failure_is_one_line(tmp_path, monkeypatch):
-    # no internet here: musdb's own download raises, and sepkit explains what to do
-    monkeypatch.setattr("musdb.DB.download", lambda self: (_ for _ in ()).throw(OSError("offline")))
+    # musdb's real download, through a proxy that refuses connections: offline on any machine
+    for variable in ["https_proxy", "HTTPS_PROXY"]:
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
     message = one_line_error(
         "7-second preview", lambda: MUSDBData(root=str(tmp_path / "p"), download=True)
     )
