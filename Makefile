@@ -7,6 +7,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+REFERENCE_PACKAGES := openunmix==1.3.0
 
 .PHONY: demo test install ffmpeg lint clean
 
@@ -16,6 +17,9 @@ $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test]"
+	# reference implementations the parity tests compare against; --no-deps because
+	# their declared requirements (torchaudio) have no CPU wheel for this torch
+	$(BIN)/pip install --quiet --no-deps $(REFERENCE_PACKAGES)
 	touch $(INSTALLED)
 
 # musdb's stempeg refuses to import without the ffmpeg binary
