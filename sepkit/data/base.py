@@ -1,0 +1,352 @@
+"""Tracks, partial reads, and the training and validation sets every dataset shares.
+
+A dataset class (MUSDB18, a folder of stems, wsj0-2mix, ...) only finds its tracks: it
+subclasses ``SeparationData`` and implements ``_split_tracks(split)``, returning checked
+``Track`` records (see ``sepkit.data.tracks.checked_track``). Everything else (the held-out
+validation fallback, how segments are drawn, augmented and read) is here, once.
+
+Items are ``(mixture, sources)`` float32 tensors: mixture (channels, time) and sources
+(targets, channels, time), in the order of the dataset's ``targets``.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+from torch.utils.data import Dataset
+
+from sepkit.data.augment import SourceAugmentation, choose_excerpts
+from sepkit.errors import SepkitError
+
+
+@dataclass(frozen=True)
+class Track:
+    """One song or utterance: where its audio files are and how long they are.
+
+    ``sources`` maps each target name to its audio file (WAV or FLAC, readable by soundfile),
+    in the dataset's target order. ``non_targets`` holds the remaining stems of the mixture
+    (e.g. drums, bass and other when training a vocals model, or the noise of a noisy speech
+    mixture): training mixes them in, but they are never a target. ``mixture`` is None when
+    the mixture is the sum of all stems. Every file has ``num_frames`` frames at
+    ``sample_rate`` Hz (checked when the track is built); the channel count may be 1 or the
+    dataset's ``nb_channels`` and is converted on reading.
+    """
+
+    name: str
+    sources: dict[str, Path]
+    mixture: Path | None
+    sample_rate: int
+    num_frames: int
+    non_targets: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def stems(self) -> dict[str, Path]:
+        """All stems that add up to the mixture: the targets first, then the non-targets."""
+        return {**self.sources, **self.non_targets}
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_frames / self.sample_rate
+
+
+def read_audio(path: Path, start: int, frames: int, nb_channels: int) -> torch.Tensor:
+    """Read ``frames`` frames from ``start`` of one file as float32 (nb_channels, frames).
+
+    Only the requested frames are decoded (soundfile seeks). Frames past the end of the file
+    are zeros. One channel is duplicated to ``nb_channels``; with ``nb_channels == 1``, several
+    channels are averaged.
+    """
+    with soundfile.SoundFile(str(path)) as file:
+        if start < file.frames:
+            file.seek(start)
+            audio = file.read(frames, dtype="float32", always_2d=True, fill_value=0.0)
+        else:
+            audio = np.zeros((frames, file.channels), dtype=np.float32)
+    channels = audio.shape[1]
+    if channels != nb_channels:
+        if channels == 1:
+            audio = np.repeat(audio, nb_channels, axis=1)
+        elif nb_channels == 1:
+            audio = audio.mean(axis=1, keepdims=True)
+        else:
+            raise SepkitError(
+                f"{path}: {channels} channels, expected 1 or {nb_channels} "
+                "(set dataset.nb_channels to match the files)"
+            )
+    return torch.from_numpy(np.ascontiguousarray(audio.T))
+
+
+def read_track(
+    track: Track, start: int = 0, frames: int | None = None, *, nb_channels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a stretch of ``track``: mixture (channels, time), sources (targets, channels, time).
+
+    ``start`` and ``frames`` count frames at ``track.sample_rate``; ``frames=None`` reads to the
+    end. Only the requested frames are decoded; frames past the end are zeros. Both tensors
+    are float32. The sources are the track's targets; the mixture is the mixture file, or the
+    sum of all stems (targets and non-targets) when the track has none.
+    """
+    if frames is None:
+        frames = max(track.num_frames - start, 0)
+    sources = torch.stack(
+        [read_audio(path, start, frames, nb_channels) for path in track.sources.values()]
+    )
+    if track.mixture is not None:
+        mixture = read_audio(track.mixture, start, frames, nb_channels)
+    else:
+        mixture = sources.sum(dim=0)
+        for path in track.non_targets.values():
+            mixture = mixture + read_audio(path, start, frames, nb_channels)
+    return mixture, sources
+
+
+def held_out_split(
+    tracks: list[Track], fraction: float, seed: int, folder: Path | str
+) -> tuple[list[Track], list[Track]]:
+    """Split ``tracks`` into (training, validation), holding out a seeded ``fraction``.
+
+    At least one track is held out and at least one kept; the choice depends only on the
+    seed and the track names, so every run and process agrees on it.
+    """
+    if len(tracks) < 2:
+        raise SepkitError(
+            f"{folder}: {len(tracks)} training track(s), too few to hold one out for "
+            "validation: add tracks or a validation folder"
+        )
+    ordered = sorted(tracks, key=lambda track: track.name)
+    nb_valid = min(max(1, round(fraction * len(ordered))), len(ordered) - 1)
+    chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:nb_valid].tolist())
+    training = [track for index, track in enumerate(ordered) if index not in chosen]
+    validation = [track for index, track in enumerate(ordered) if index in chosen]
+    return training, validation
+
+
+def _epoch_and_index(key: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(key, tuple):
+        epoch, index = key
+        return int(epoch), int(index)
+    return 0, int(key)
+
+
+class TrainingSegments(Dataset):
+    """Random training segments, augmented; deterministic in (seed, epoch, index).
+
+    ``dataset[index]`` or ``dataset[epoch, index]`` returns (mixture (channels, time),
+    sources (targets, channels, time)) float32, ``segment_frames`` long. All randomness of an
+    item comes from ``numpy.random.default_rng([seed, epoch, index])``, so a sampler that
+    yields (epoch, index) pairs gets new segments every epoch and the same ones on resume, in
+    any worker or rank. Item ``index`` belongs to track ``index // samples_per_track``. Every
+    stem of the mixture is read (targets and non-targets), augmented, and summed into the
+    mixture; the sources returned are the targets.
+    """
+
+    def __init__(
+        self,
+        tracks: list[Track],
+        segment_frames: int,
+        samples_per_track: int,
+        nb_channels: int,
+        seed: int,
+        mix_tracks: bool,
+        augmentations: list[SourceAugmentation],
+    ):
+        if not tracks:
+            raise SepkitError("no training tracks: check dataset.root and its training split")
+        stem_names = list(tracks[0].stems)
+        for track in tracks:
+            if list(track.stems) != stem_names:
+                raise SepkitError(
+                    f"track {track.name!r} has stems {sorted(track.stems)}, but "
+                    f"{tracks[0].name!r} has {sorted(stem_names)}: give every track the same stems"
+                )
+        self.tracks = tracks
+        self.stem_names = stem_names
+        self.nb_targets = len(tracks[0].sources)
+        self.segment_frames = segment_frames
+        self.samples_per_track = samples_per_track
+        self.nb_channels = nb_channels
+        self.seed = seed
+        self.mix_tracks = mix_tracks
+        self.augmentations = list(augmentations)
+
+    def __len__(self) -> int:
+        return self.samples_per_track * len(self.tracks)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = _epoch_and_index(key)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} training items")
+        rng = np.random.default_rng([self.seed, epoch, index])
+        excerpts = choose_excerpts(
+            rng,
+            [track.num_frames for track in self.tracks],
+            anchor_track=index // self.samples_per_track,
+            nb_sources=len(self.stem_names),
+            segment_frames=self.segment_frames,
+            mix_tracks=self.mix_tracks,
+        )
+        stems = torch.stack(
+            [
+                read_audio(
+                    self.tracks[track].stems[name], start, self.segment_frames, self.nb_channels
+                )
+                for name, (track, start) in zip(self.stem_names, excerpts)
+            ]
+        )
+        for augment in self.augmentations:
+            stems = augment(stems, rng)
+        return stems.sum(dim=0), stems[: self.nb_targets].contiguous()
+
+
+class ValidationSegments(Dataset):
+    """Deterministic validation items: whole tracks, or fixed segments of them.
+
+    With ``segment_frames=None`` item i is track i whole (lengths differ: batch size 1).
+    Otherwise each track is cut into ceil(num_frames / segment_frames) segments starting
+    every ``segment_frames`` frames, the last one moved back to end at the track's end (a
+    track shorter than a segment gives one zero-padded segment). Items are (mixture (channels,
+    time), sources (targets, channels, time)) float32, read from the mixture file.
+    """
+
+    def __init__(self, tracks: list[Track], nb_channels: int, segment_frames: int | None = None):
+        if not tracks:
+            raise SepkitError("no validation tracks: check dataset.root and its validation split")
+        self.tracks = tracks
+        self.nb_channels = nb_channels
+        self.segment_frames = segment_frames
+        self.items: list[tuple[int, int, int | None]] = []
+        for number, track in enumerate(tracks):
+            if segment_frames is None:
+                self.items.append((number, 0, None))
+                continue
+            count = max(1, -(-track.num_frames // segment_frames))
+            for segment in range(count):
+                start = max(0, min(segment * segment_frames, track.num_frames - segment_frames))
+                self.items.append((number, start, segment_frames))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        number, start, frames = self.items[index]
+        return read_track(self.tracks[number], start, frames, nb_channels=self.nb_channels)
+
+
+class SeparationData:
+    """Base of every dataset: its tracks per split and the torch datasets built from them.
+
+    Subclasses find and check the tracks of a split in ``_split_tracks(split)`` (split is
+    "train", "valid" or "test"; None for "valid" when the dataset has no validation split,
+    and a seeded ``valid_fraction`` of the training tracks is then held out). Each split is
+    found on its first request, once, in the process that asks (the main process, when the
+    trainer builds its DataLoaders), so bad files are reported before any worker starts.
+    """
+
+    sample_rate: int
+    targets: list[str]
+    nb_channels: int
+
+    def __init__(
+        self,
+        *,
+        targets: list[str],
+        segment: float,
+        sample_rate: int,
+        nb_channels: int,
+        samples_per_track: int,
+        valid_fraction: float,
+        valid_segment: float | None,
+        seed: int,
+        mix_tracks: bool,
+        augmentations: list[SourceAugmentation],
+    ):
+        targets = list(targets)
+        if not targets or len(set(targets)) != len(targets):
+            raise SepkitError(f"dataset.targets={targets} must name each target once")
+        for name, value in [("segment", segment), ("sample_rate", sample_rate)]:
+            if value <= 0:
+                raise SepkitError(f"dataset.{name}={value} must be positive")
+        for name, value in [("nb_channels", nb_channels), ("samples_per_track", samples_per_track)]:
+            if value < 1:
+                raise SepkitError(f"dataset.{name}={value} must be at least 1")
+        if not 0 < valid_fraction < 1:
+            raise SepkitError(f"dataset.valid_fraction={valid_fraction} must be between 0 and 1")
+        if valid_segment is not None and valid_segment <= 0:
+            raise SepkitError(f"dataset.valid_segment={valid_segment} must be positive or null")
+        self.targets = targets
+        self.segment = float(segment)
+        self.sample_rate = int(sample_rate)
+        self.nb_channels = int(nb_channels)
+        self.samples_per_track = int(samples_per_track)
+        self.valid_fraction = float(valid_fraction)
+        self.valid_segment = valid_segment
+        self.seed = int(seed)
+        self.mix_tracks = bool(mix_tracks)
+        self.augmentations = list(augmentations)
+        self._tracks: dict[str, list[Track]] = {}
+
+    def _split_tracks(self, split: str) -> list[Track] | None:
+        """The checked tracks of ``split`` ("train", "valid" or "test"), sorted by name; for
+        "valid", None when the dataset has no validation split."""
+        raise NotImplementedError
+
+    def _split_location(self, split: str) -> str:
+        """Where ``split`` lives, for error messages."""
+        return f"the {split} split of {type(self).__name__}"
+
+    def _split(self, split: str) -> list[Track]:
+        if split in self._tracks:
+            return self._tracks[split]
+        if split == "test":
+            self._tracks["test"] = self._split_tracks("test") or []
+            return self._tracks["test"]
+        training = self._split_tracks("train") or []
+        validation = self._split_tracks("valid")
+        if validation is None:
+            training, validation = held_out_split(
+                training, self.valid_fraction, self.seed, self._split_location("train")
+            )
+        self._tracks["train"], self._tracks["valid"] = training, validation
+        return self._tracks[split]
+
+    def train_tracks(self) -> list[Track]:
+        return self._split("train")
+
+    def valid_tracks(self) -> list[Track]:
+        return self._split("valid")
+
+    def test_tracks(self) -> list[Track]:
+        return self._split("test")
+
+    @property
+    def segment_frames(self) -> int:
+        """Training segment length in frames at ``sample_rate``."""
+        return max(1, round(self.segment * self.sample_rate))
+
+    def training_set(self) -> TrainingSegments:
+        """Random augmented segments: ``samples_per_track`` items per training track."""
+        return TrainingSegments(
+            self.train_tracks(),
+            segment_frames=self.segment_frames,
+            samples_per_track=self.samples_per_track,
+            nb_channels=self.nb_channels,
+            seed=self.seed,
+            mix_tracks=self.mix_tracks,
+            augmentations=self.augmentations,
+        )
+
+    def validation_set(self) -> ValidationSegments:
+        """Whole validation tracks, or fixed ``valid_segment``-second segments when set."""
+        frames = None
+        if self.valid_segment is not None:
+            frames = max(1, round(self.valid_segment * self.sample_rate))
+        return ValidationSegments(self.valid_tracks(), self.nb_channels, frames)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(targets={self.targets}, sample_rate={self.sample_rate}, "
+            f"nb_channels={self.nb_channels}, segment={self.segment})"
+        )

@@ -1,0 +1,330 @@
+"""Speech mixtures: wsj0-2mix / wsj0-3mix and LibriMix.
+
+Targets are the speakers ``s1``, ``s2`` (, ``s3``); audio is mono (``nb_channels=1``). A
+training item is one mixture: a random ``segment``-second excerpt at a random offset, the same
+offset for every speaker (no mixing across utterances); utterances shorter than the segment
+are zero-padded at the end. Each epoch visits every utterance ``samples_per_track`` times
+(default once). Optional random gains per speaker (``gain_min``, ``gain_max``) remix the
+speakers; the mixture is always the sum of the (gained) sources plus, in LibriMix's
+``mix_both``, the noise. Validation and test items are whole utterances from the mixture files.
+"""
+
+import csv
+from pathlib import Path
+
+from sepkit.data.augment import source_augmentations
+from sepkit.data.base import SeparationData, Track
+from sepkit.data.cache import cache_root
+from sepkit.data.tracks import checked_track
+from sepkit.errors import SepkitError
+
+
+class SpeechMixtures(SeparationData):
+    """Shared by the speech datasets: speakers ``s1``..``s<n_src>``, mono, one utterance per
+    item. Subclasses set ``self.root`` and implement ``_split_tracks``."""
+
+    def __init__(
+        self,
+        *,
+        n_src: int,
+        targets: list[str] | None,
+        segment: float,
+        sample_rate: int,
+        nb_channels: int,
+        samples_per_track: int,
+        valid_fraction: float,
+        valid_segment: float | None,
+        seed: int,
+        cache_dir: str | None,
+        gain_min: float,
+        gain_max: float,
+    ):
+        if n_src not in (2, 3):
+            raise SepkitError(f"dataset.n_src={n_src} is not supported: use 2 or 3 speakers")
+        self.speakers = [f"s{number}" for number in range(1, n_src + 1)]
+        targets = list(targets) if targets is not None else list(self.speakers)
+        unknown = [target for target in targets if target not in self.speakers]
+        if unknown:
+            raise SepkitError(
+                f"dataset.targets: {unknown} not among the speakers {self.speakers} (n_src={n_src})"
+            )
+        super().__init__(
+            targets=targets,
+            segment=segment,
+            sample_rate=sample_rate,
+            nb_channels=nb_channels,
+            samples_per_track=samples_per_track,
+            valid_fraction=valid_fraction,
+            valid_segment=valid_segment,
+            seed=seed,
+            mix_tracks=False,
+            augmentations=source_augmentations(gain_min, gain_max, 0.0),
+        )
+        self.n_src = n_src
+        self.cache = cache_root(cache_dir)
+
+    def _utterance(
+        self, name: str, folder: Path, stems: dict[str, Path], mixture: Path | None
+    ) -> Track:
+        """A checked Track from the files of one mixture (``stems``: speakers, maybe noise)."""
+        return checked_track(
+            name,
+            folder,
+            sources={target: stems[target] for target in self.targets},
+            non_targets={stem: path for stem, path in stems.items() if stem not in self.targets},
+            mixture=mixture,
+            sample_rate=self.sample_rate,
+            nb_channels=self.nb_channels,
+            cache=self.cache,
+        )
+
+
+def _rate_folder(sample_rate: int) -> str:
+    """wsj0-2mix's and LibriMix's name for a rate's folder: 8000 -> "wav8k"."""
+    return f"wav{sample_rate // 1000}k"
+
+
+def _find_layout_root(
+    root: Path, candidates: list[Path], markers: list[str], dataset: str, hint: str
+) -> Path:
+    """The first of ``candidates`` holding one of the folders ``markers``; else a SepkitError
+    listing where it looked."""
+    if not root.is_dir():
+        raise SepkitError(f"{dataset} folder {root} not found: set dataset.root=<folder>")
+    for candidate in candidates:
+        if any((candidate / marker).is_dir() for marker in markers):
+            return candidate
+    looked = ", ".join(str(candidate) for candidate in candidates)
+    raise SepkitError(
+        f"{root}: no {dataset} layout found (looked for {'/, '.join(markers)}/ in {looked}); {hint}"
+    )
+
+
+class WSJ0Mix(SpeechMixtures):
+    """wsj0-2mix and wsj0-3mix: ``<folder>/{tr,cv,tt}/{mix,s1,s2[,s3]}/<id>.wav``.
+
+    ``root`` may be the folder holding ``tr/``, ``cv/`` and ``tt/`` itself, or a top folder
+    from which ``mode`` and ``sample_rate`` select it: ``<root>/wav8k/min``,
+    ``<root>/wav16k/max``, or the generation scripts' ``<root>/2speakers/wav8k/min``
+    (``3speakers`` for n_src=3). tr trains, cv validates (a seeded ``valid_fraction`` of tr is
+    held out when cv is missing), tt tests. Files at another rate than ``sample_rate`` are
+    resampled once into the cache.
+
+    Args:
+        root: see above.
+        n_src: speakers per mixture, 2 or 3.
+        sample_rate: 8000 or 16000 (selects wav8k / wav16k under a top folder), in Hz.
+        mode: "min" (mixtures cut to the shorter utterance) or "max" (zero-padded).
+        targets: speakers to separate; None means all of s1..s<n_src>.
+        segment: training excerpt length in seconds (shorter utterances are zero-padded).
+        samples_per_track: training items per utterance per epoch.
+        valid_fraction, valid_segment, seed, cache_dir: as in ``MUSDBData``.
+        gain_min, gain_max: random linear gain per speaker in training (1, 1 disables).
+        nb_channels: channels served (wsj0-2mix is mono).
+    """
+
+    split_folders = {"train": "tr", "valid": "cv", "test": "tt"}
+
+    def __init__(
+        self,
+        root: str | None = None,
+        n_src: int = 2,
+        sample_rate: int = 8000,
+        mode: str = "min",
+        targets: list[str] | None = None,
+        segment: float = 4.0,
+        samples_per_track: int = 1,
+        valid_fraction: float = 0.1,
+        valid_segment: float | None = None,
+        seed: int = 42,
+        cache_dir: str | None = None,
+        gain_min: float = 1.0,
+        gain_max: float = 1.0,
+        nb_channels: int = 1,
+    ):
+        super().__init__(
+            n_src=n_src,
+            targets=targets,
+            segment=segment,
+            sample_rate=sample_rate,
+            nb_channels=nb_channels,
+            samples_per_track=samples_per_track,
+            valid_fraction=valid_fraction,
+            valid_segment=valid_segment,
+            seed=seed,
+            cache_dir=cache_dir,
+            gain_min=gain_min,
+            gain_max=gain_max,
+        )
+        if mode not in ("min", "max"):
+            raise SepkitError(f"dataset.mode={mode!r} is not a wsj0-mix mode: use min or max")
+        if root is None:
+            raise SepkitError("no wsj0-mix folder given: set dataset.root=<folder>")
+        top = Path(root).expanduser()
+        rate_mode = Path(_rate_folder(self.sample_rate)) / mode
+        self.root = _find_layout_root(
+            top,
+            [top, top / rate_mode, top / f"{n_src}speakers" / rate_mode],
+            markers=list(self.split_folders.values()),
+            dataset="wsj0-mix",
+            hint="set dataset.root to the folder holding tr/, cv/ and tt/",
+        )
+
+    def _split_location(self, split: str) -> str:
+        return str(self.root / self.split_folders[split])
+
+    def _split_tracks(self, split: str) -> list[Track] | None:
+        folder = self.root / self.split_folders[split]
+        if split == "valid" and not folder.is_dir():
+            return None
+        mixtures = sorted((folder / "mix").glob("*.wav"))
+        if not mixtures:
+            raise SepkitError(f"{folder / 'mix'}: no mixtures found (expected mix/<id>.wav)")
+        tracks = []
+        for mixture in mixtures:
+            stems = {speaker: folder / speaker / mixture.name for speaker in self.speakers}
+            for speaker, path in stems.items():
+                if not path.is_file():
+                    raise SepkitError(
+                        f"{folder}: {speaker}/{mixture.name} missing for mix/{mixture.name} "
+                        f"(n_src={self.n_src})"
+                    )
+            tracks.append(self._utterance(mixture.stem, folder, stems, mixture))
+        return tracks
+
+
+class LibriMix(SpeechMixtures):
+    """Libri2Mix and Libri3Mix, from their metadata CSV files.
+
+    LibriMix's generation writes ``Libri<n>Mix/wav{8k,16k}/{min,max}/`` holding the split
+    folders (train-100, train-360, dev, test) and ``metadata/mixture_<split>_<type>.csv``
+    with the columns mixture_ID, mixture_path, source_1_path, source_2_path
+    [, source_3_path][, noise_path], length. ``root`` may be that ``{min,max}`` folder, the
+    ``Libri<n>Mix`` folder, or the folder holding ``Libri<n>Mix``; ``sample_rate`` and
+    ``mode`` pick the subfolders. The CSVs store absolute paths from the machine that
+    generated the set; a path that does not exist is looked up in the same place under
+    ``root`` (``<split>/<subfolder>/<file name>``), so a moved dataset still loads.
+
+    Args:
+        root: see above.
+        n_src: speakers per mixture, 2 or 3.
+        sample_rate: 8000 or 16000 Hz.
+        mode: "min" or "max".
+        mixture_type: "mix_clean" (speakers only) or "mix_both" (speakers and WHAM! noise;
+            the noise is mixed in training but is not a target).
+        train_split: "train-100" or "train-360" (or any split with a metadata file).
+        valid_split, test_split: "dev" and "test".
+        The other arguments are as in ``WSJ0Mix``.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        n_src: int = 2,
+        sample_rate: int = 8000,
+        mode: str = "min",
+        mixture_type: str = "mix_clean",
+        train_split: str = "train-360",
+        valid_split: str = "dev",
+        test_split: str = "test",
+        targets: list[str] | None = None,
+        segment: float = 3.0,
+        samples_per_track: int = 1,
+        valid_fraction: float = 0.1,
+        valid_segment: float | None = None,
+        seed: int = 42,
+        cache_dir: str | None = None,
+        gain_min: float = 1.0,
+        gain_max: float = 1.0,
+        nb_channels: int = 1,
+    ):
+        super().__init__(
+            n_src=n_src,
+            targets=targets,
+            segment=segment,
+            sample_rate=sample_rate,
+            nb_channels=nb_channels,
+            samples_per_track=samples_per_track,
+            valid_fraction=valid_fraction,
+            valid_segment=valid_segment,
+            seed=seed,
+            cache_dir=cache_dir,
+            gain_min=gain_min,
+            gain_max=gain_max,
+        )
+        if mixture_type not in ("mix_clean", "mix_both"):
+            raise SepkitError(
+                f"dataset.mixture_type={mixture_type!r} is not supported: use mix_clean or mix_both"
+            )
+        if mode not in ("min", "max"):
+            raise SepkitError(f"dataset.mode={mode!r} is not a LibriMix mode: use min or max")
+        if root is None:
+            raise SepkitError("no LibriMix folder given: set dataset.root=<folder>")
+        top = Path(root).expanduser()
+        rate_mode = Path(_rate_folder(self.sample_rate)) / mode
+        self.root = _find_layout_root(
+            top,
+            [top, top / rate_mode, top / f"Libri{n_src}Mix" / rate_mode],
+            markers=["metadata"],
+            dataset="LibriMix",
+            hint=f"set dataset.root to the Libri{n_src}Mix folder",
+        )
+        self.mixture_type = mixture_type
+        self.split_names = {"train": train_split, "valid": valid_split, "test": test_split}
+
+    def _metadata_file(self, split: str) -> Path:
+        return self.root / "metadata" / f"mixture_{self.split_names[split]}_{self.mixture_type}.csv"
+
+    def _split_location(self, split: str) -> str:
+        return str(self._metadata_file(split))
+
+    def _split_tracks(self, split: str) -> list[Track] | None:
+        metadata = self._metadata_file(split)
+        if not metadata.is_file():
+            if split == "valid":
+                return None
+            available = sorted(path.name for path in (self.root / "metadata").glob("*.csv"))
+            raise SepkitError(
+                f"{metadata} not found (metadata files there: {available}); check "
+                "dataset.train_split / test_split / mixture_type"
+            )
+        with open(metadata, newline="") as file:
+            rows = list(csv.DictReader(file))
+        columns = {"mixture_path": self.mixture_type}
+        columns.update(
+            {f"source_{number}_path": f"s{number}" for number in range(1, 1 + self.n_src)}
+        )
+        if self.mixture_type == "mix_both":
+            columns["noise_path"] = "noise"
+        for column in ["mixture_ID", *columns]:
+            if rows and column not in rows[0]:
+                raise SepkitError(
+                    f"{metadata}: no {column} column (n_src={self.n_src}, "
+                    f"mixture_type={self.mixture_type})"
+                )
+        if not rows:
+            raise SepkitError(f"{metadata}: no mixtures listed")
+        split_folder = self.root / self.split_names[split]
+        tracks = []
+        for row in rows:
+            files = {
+                subfolder: self._located(row[column], split_folder / subfolder, metadata)
+                for column, subfolder in columns.items()
+            }
+            mixture = files.pop(self.mixture_type)
+            tracks.append(self._utterance(row["mixture_ID"], split_folder, files, mixture))
+        return sorted(tracks, key=lambda track: track.name)
+
+    @staticmethod
+    def _located(listed: str, folder: Path, metadata: Path) -> Path:
+        """The file a metadata row names: as listed, else by its name in ``folder``."""
+        path = Path(listed)
+        if path.is_file():
+            return path
+        moved = folder / path.name
+        if moved.is_file():
+            return moved
+        raise SepkitError(
+            f"{metadata}: {listed} not found, nor {moved}; set dataset.root to the LibriMix "
+            "folder these files are in"
+        )
