@@ -62,13 +62,34 @@ class SpectrogramLoss(SeparationLoss):
         self.distance = distance
         self.target = target
 
-    def per_source(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
-        """Loss per example and source: (batch, sources)."""
+    def _estimate_and_target(
+        self, outputs: dict[str, Tensor], references: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Estimated and target magnitudes, both (batch, sources, channels, freq, frames)."""
         estimate = outputs["magnitudes"].float()
         target = spectrogram_target(
             references["spectrograms"], outputs["mixture_spectrogram"], self.target
         )
-        return distance(estimate, target.float(), self.distance, reduce_dims=(2, 3, 4))
+        return estimate, target.float()
+
+    def per_source(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
+        """Loss per example and source, each estimate against its own reference:
+        (batch, sources)."""
+        estimate, target = self._estimate_and_target(outputs, references)
+        return distance(estimate, target, self.distance, reduce_dims=(2, 3, 4))
+
+    def pairwise(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
+        """Loss of every estimate against every reference: (batch, estimates, references),
+        for permutation-invariant training (``sepkit.losses.pit``). The targets (phase
+        sensitive or not) depend only on the reference and the mixture, so any estimate
+        can be scored against any reference."""
+        estimate, target = self._estimate_and_target(outputs, references)
+        # one reference at a time: memory of one extra estimate-sized tensor, not S of them
+        columns = [
+            distance(estimate, target[:, [index]], self.distance, reduce_dims=(2, 3, 4))
+            for index in range(target.shape[1])
+        ]
+        return torch.stack(columns, dim=-1)
 
     def forward(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
         return self.per_source(outputs, references).mean()

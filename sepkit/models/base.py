@@ -169,13 +169,21 @@ class SpectrogramModel(SeparationModel):
     def references(self, sources: Tensor, mixture: Tensor) -> dict[str, Tensor]:
         return {"waveforms": sources, "spectrograms": self.stft(sources)}
 
+    def separation_magnitudes(
+        self, mixture_spectrogram: Tensor, options: InferenceOptions
+    ) -> Tensor:
+        """Source magnitudes (batch, sources, channels, freq, frames) that separation turns
+        into spectrograms: ``estimate``'s ``magnitudes``, unless a model separates otherwise
+        (e.g. by clustering embeddings, which training never does)."""
+        return self.estimate(mixture_spectrogram)["magnitudes"]
+
     @torch.no_grad()
     def separate(self, mixture: Tensor, options: InferenceOptions | None = None) -> Tensor:
         from sepkit.blocks.wiener import wiener
 
         options = options or InferenceOptions()
         mixture_spectrogram = self.stft(mixture)
-        magnitudes = self.estimate(mixture_spectrogram)["magnitudes"].float()
+        magnitudes = self.separation_magnitudes(mixture_spectrogram, options).float()
         spectrograms = wiener(
             magnitudes,
             mixture_spectrogram,

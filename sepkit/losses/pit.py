@@ -1,0 +1,121 @@
+"""Permutation-invariant training (PIT): one wrapper around any pairwise loss.
+
+Speakers in a mixture have no fixed order, so a loss must compare each estimate with the
+reference it matches best. ``PermutationInvariantLoss`` asks the wrapped loss for the
+loss between every estimate and every reference (its ``pairwise`` method, a (batch,
+estimates, references) tensor), finds per example the assignment of estimates to
+references with the smallest mean loss and returns that mean, averaged over the batch
+(Yu et al., ICASSP 2017, utterance-level PIT; Kolbæk et al., TASLP 2017).
+
+The search is exhaustive over the S! permutations for up to ``max_exhaustive_sources``
+sources and the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) above:
+both find the same optimum, the second in polynomial time. ``best_permutation`` and
+``apply_permutation`` are public so evaluation can put estimates in reference order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from sepkit.losses.base import SeparationLoss
+
+
+class PairwiseLoss(Protocol):
+    """A loss that can score every estimate against every reference."""
+
+    reads: tuple[str, ...]
+
+    def pairwise(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
+        """(batch, estimates, references): the loss of estimate i against reference j."""
+        ...
+
+
+def _all_permutations(nb_sources: int, device: torch.device) -> Tensor:
+    """(nb_sources!, nb_sources) long tensor, one permutation per row."""
+    rows = list(itertools.permutations(range(nb_sources)))
+    return torch.tensor(rows, dtype=torch.long, device=device)
+
+
+def best_permutation(pairwise: Tensor, max_exhaustive_sources: int = 3) -> Tensor:
+    """The assignment of estimates to references with the smallest summed loss.
+
+    ``pairwise`` (batch, sources, sources) holds the loss of estimate i against reference
+    j at [:, i, j]. Returns (batch, sources) long indices: ``permutation[b, j]`` is the
+    estimate matched to reference j, so ``apply_permutation(estimates, permutation)`` puts
+    the estimates in reference order. No gradient flows through the choice.
+    """
+    if pairwise.ndim != 3 or pairwise.shape[1] != pairwise.shape[2]:
+        raise ValueError(
+            f"pairwise losses of shape {tuple(pairwise.shape)}: expected (batch, sources, "
+            "sources) with as many estimates as references"
+        )
+    batch, nb_sources, _ = pairwise.shape
+    costs = pairwise.detach()
+    if nb_sources <= max_exhaustive_sources:
+        permutations = _all_permutations(nb_sources, costs.device)  # (P, S)
+        references = torch.arange(nb_sources, device=costs.device)
+        # total[b, p] = sum_j costs[b, permutations[p, j], j]
+        total = costs[:, permutations, references].sum(-1)
+        return permutations[total.argmin(dim=1)]
+    from scipy.optimize import linear_sum_assignment
+
+    matrices = costs.float().cpu().numpy()
+    permutation = torch.empty(batch, nb_sources, dtype=torch.long)
+    for index, matrix in enumerate(matrices):
+        estimates, references = linear_sum_assignment(matrix)
+        permutation[index, torch.from_numpy(references)] = torch.from_numpy(estimates)
+    return permutation.to(costs.device)
+
+
+def apply_permutation(tensor: Tensor, permutation: Tensor) -> Tensor:
+    """Reorder dimension 1 of ``tensor`` (batch, sources, ...) per example:
+    ``result[b, j] = tensor[b, permutation[b, j]]``."""
+    batch = torch.arange(tensor.shape[0], device=tensor.device).unsqueeze(1)
+    return tensor[batch, permutation.to(tensor.device)]
+
+
+def permuted_pairwise(pairwise: Tensor, permutation: Tensor) -> Tensor:
+    """(batch, sources): the loss of each reference against its assigned estimate."""
+    gathered = pairwise.gather(1, permutation.to(pairwise.device).unsqueeze(1))
+    return gathered.squeeze(1)
+
+
+class PermutationInvariantLoss(SeparationLoss):
+    """``loss`` under the best assignment of estimates to references, per example.
+
+    ``loss`` is any loss with a ``pairwise(outputs, references)`` method (spectrogram,
+    waveform, ...); this wrapper reads what it reads. The value is the mean over the
+    batch of the mean over sources of the pairwise loss under each example's best
+    permutation. ``max_exhaustive_sources``: largest source count searched exhaustively
+    (S! permutations); more sources use the Hungarian algorithm.
+    """
+
+    def __init__(self, loss: SeparationLoss, max_exhaustive_sources: int = 3) -> None:
+        super().__init__()
+        if not callable(getattr(loss, "pairwise", None)):
+            raise ValueError(
+                f"loss.loss={type(loss).__name__} has no pairwise(outputs, references) method: "
+                "permutation-invariant training needs the loss of every estimate against "
+                "every reference"
+            )
+        self.loss = loss
+        self.reads = tuple(loss.reads)
+        self.max_exhaustive_sources = max_exhaustive_sources
+
+    def pairwise(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
+        """The wrapped loss's (batch, estimates, references) matrix."""
+        return self.loss.pairwise(outputs, references)
+
+    def best_permutation(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
+        """(batch, sources): the estimate assigned to each reference (see
+        ``best_permutation``)."""
+        return best_permutation(self.pairwise(outputs, references), self.max_exhaustive_sources)
+
+    def forward(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
+        pairwise = self.pairwise(outputs, references)
+        permutation = best_permutation(pairwise, self.max_exhaustive_sources)
+        return permuted_pairwise(pairwise, permutation).mean()
