@@ -13,10 +13,10 @@ sources of the same shape, and offers three views:
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from sepkit.losses.base import SeparationLoss
+from sepkit.metrics.sdr import si_sdr
 
 DISTANCES = ("l1", "mse")
 
@@ -55,34 +55,13 @@ class WaveformLoss(SeparationLoss):
         return self.per_source(outputs, references).mean()
 
 
-def scale_invariant_sdr(
-    estimates: Tensor, references: Tensor, zero_mean: bool = True, eps: float = 1e-8
-) -> Tensor:
-    """SI-SDR in dB of each estimate against the reference it is broadcast with.
-
-    estimates and references (..., time), broadcastable -> (...). The reference is scaled
-    to best fit the estimate (``a = <e, r> / <r, r>``); SI-SDR = 10 log10(|a r|^2 / |e - a
-    r|^2). ``zero_mean`` removes each signal's mean first (Luo & Mesgarani's SI-SNR, Le
-    Roux et al.'s SI-SDR: the same measure). ``eps`` keeps silent references and perfect
-    estimates finite.
-    """
-    if zero_mean:
-        estimates = estimates - estimates.mean(dim=-1, keepdim=True)
-        references = references - references.mean(dim=-1, keepdim=True)
-    dot = (estimates * references).sum(dim=-1, keepdim=True)
-    scale = dot / (references.square().sum(dim=-1, keepdim=True) + eps)
-    target = scale * references
-    noise = estimates - target
-    ratio = target.square().sum(dim=-1) / (noise.square().sum(dim=-1) + eps)
-    return 10 * torch.log10(ratio + eps)
-
-
 class ScaleInvariantSDRLoss(SeparationLoss):
-    """Negative SI-SDR (dB) between estimated and true waveforms, the mean over channels
-    (each channel scored on its own).
+    """Negative SI-SDR (dB, ``sepkit.metrics.sdr.si_sdr``) between estimated and true
+    waveforms, the mean over channels (each channel scored on its own).
 
     SI-SNR, the TasNet and Conv-TasNet papers' objective, is this measure: zero-mean
-    signals and an optimal scale on the reference. Speech separation wraps it in
+    signals (``zero_mean``) and the reference scaled to best fit the estimate; ``eps``
+    keeps silent references and perfect estimates finite. Speech separation wraps it in
     permutation-invariant training through ``pairwise``.
     """
 
@@ -95,14 +74,14 @@ class ScaleInvariantSDRLoss(SeparationLoss):
 
     def per_source(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
         """(batch, sources)."""
-        sdr = scale_invariant_sdr(
+        sdr = si_sdr(
             outputs["waveforms"].float(), references["waveforms"].float(), self.zero_mean, self.eps
         )
         return -sdr.mean(dim=-1)
 
     def pairwise(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
         """(batch, estimates, references)."""
-        sdr = scale_invariant_sdr(
+        sdr = si_sdr(
             outputs["waveforms"].float().unsqueeze(2),
             references["waveforms"].float().unsqueeze(1),
             self.zero_mean,
