@@ -28,15 +28,17 @@ class _AffineLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, features, 1))
 
     def _normalise(self, x: Tensor, mean: Tensor, variance: Tensor) -> Tensor:
-        return self.weight * (x - mean) / (variance + self.eps).sqrt() + self.bias
+        # weight (x - mean) / std + bias as one multiply-add over x: the statistics are
+        # small tensors, x is the whole feature map
+        scale = self.weight * (variance + self.eps).rsqrt()
+        return torch.addcmul(self.bias - mean * scale, x, scale)
 
 
 class GlobalLayerNorm(_AffineLayerNorm):
     """(batch, features, frames) normalised by the mean and variance of each example."""
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(dim=(1, 2), keepdim=True)
-        variance = (x - mean).square().mean(dim=(1, 2), keepdim=True)
+        variance, mean = torch.var_mean(x, dim=(1, 2), correction=0, keepdim=True)
         return self._normalise(x, mean, variance)
 
 
@@ -44,8 +46,7 @@ class ChannelLayerNorm(_AffineLayerNorm):
     """(batch, features, frames) normalised per frame over its features."""
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        variance = (x - mean).square().mean(dim=1, keepdim=True)
+        variance, mean = torch.var_mean(x, dim=1, correction=0, keepdim=True)
         return self._normalise(x, mean, variance)
 
 
