@@ -9,6 +9,8 @@ skip, valid convolution), then the cropped input mixture joined to the features 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -107,14 +109,17 @@ class WaveUNet(SeparationModel):
         return length
 
     def _bottleneck_for(self, length: int) -> int:
-        """The shortest bottleneck whose output has at least ``length`` samples."""
+        """The shortest bottleneck whose output has at least ``length`` samples (and whose
+        every upsampling level keeps at least one)."""
         smallest = 1
-        while self._output_length(smallest) < 1 or not self._all_positive(smallest):
+        while not self._all_positive(smallest):
             smallest += 1
+        # invert output = 2 * input - up_kernel_size level by level; rounding up once at the
+        # end suffices because the output grows with the bottleneck
         needed = float(length)
         for _ in range(self.levels):
-            needed = (needed + self.up_kernel_size - 1 + 1) / 2
-        return max(smallest, -int(-needed // 1))
+            needed = (needed + self.up_kernel_size) / 2
+        return max(smallest, math.ceil(needed))
 
     def _all_positive(self, bottleneck: int) -> bool:
         length = bottleneck
