@@ -6,7 +6,10 @@ For each run directory, the best checkpoint's model separates every test track o
 run's dataset (the toy sets: generated, so this runs anywhere) in one piece. Per target:
 the plain SDR over the whole track (Demucs's and the MDX challenge's "new SDR") and the
 SI-SDR per channel, of the estimate and of the mixture taken as the estimate, and their
-difference (SDRi, SI-SDRi). For speech (targets s1, s2, ...) estimates are first matched to
+difference (SDRi, SI-SDRi). Plain SDR also rewards a mere rescaling, so the SDR of the
+mixture divided by the number of targets (a separation that does nothing but scale) is
+given too: a model separates only where it beats that, or where its SI-SDRi is positive.
+For speech (targets s1, s2, ...) estimates are first matched to
 speakers by the permutation of best SI-SDR, as in permutation-invariant training. Prints
 a Markdown table: the mean over test tracks per target, and the mean over targets.
 """
@@ -36,7 +39,7 @@ def score_run(run_dir: Path) -> tuple[str, dict[str, dict[str, float]], float]:
     data = instantiate(config.dataset, _convert_="all")
     speech = all(target.startswith("s") and target[1:].isdigit() for target in model.targets)
     scores: dict[str, dict[str, list[float]]] = {
-        target: {"SDR": [], "SDR mixture": [], "SI-SDR": [], "SI-SDR mixture": []}
+        target: {"SDR": [], "SDR mixture": [], "SDR scaled": [], "SI-SDR": [], "SI-SDR mixture": []}
         for target in model.targets
     }
     seconds = 0.0
@@ -56,6 +59,8 @@ def score_run(run_dir: Path) -> tuple[str, dict[str, dict[str, float]], float]:
                 continue  # a silent stem has no SDR
             scores[target]["SDR"].append(float(sdr(estimates[index], reference)))
             scores[target]["SDR mixture"].append(float(sdr(unprocessed[index], reference)))
+            scaled = unprocessed[index] / len(model.targets)
+            scores[target]["SDR scaled"].append(float(sdr(scaled, reference)))
             scores[target]["SI-SDR"].append(float(si_sdr(estimates[index], reference).mean()))
             scores[target]["SI-SDR mixture"].append(
                 float(si_sdr(unprocessed[index], reference).mean())
@@ -71,8 +76,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", type=Path)
     arguments = parser.parse_args()
-    print("| run | model | target | SDR | SDR of mixture | SDRi | SI-SDR | SI-SDRi |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| run | model | target | SDR | SDR of mixture | SDRi | SDR of mixture / sources "
+        "| SI-SDR | SI-SDRi |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for run_dir in arguments.run_dirs:
         name, means, _ = score_run(run_dir)
         rows = list(means.items())
@@ -83,7 +91,7 @@ def main() -> None:
             print(
                 f"| {run_dir.name} | {name} | {target} | {values['SDR']:.2f} | "
                 f"{values['SDR mixture']:.2f} | {values['SDR'] - values['SDR mixture']:+.2f} | "
-                f"{values['SI-SDR']:.2f} | "
+                f"{values['SDR scaled']:.2f} | {values['SI-SDR']:.2f} | "
                 f"{values['SI-SDR'] - values['SI-SDR mixture']:+.2f} |"
             )
 
