@@ -47,15 +47,16 @@ def test_si_sdr_loss_of_a_scaled_reference_plus_orthogonal_noise():
 
 
 def test_si_sdr_ignores_scale_and_offset():
-    estimates, sources = torch.randn(2, 2, 1, 500), torch.randn(2, 2, 1, 500)
+    generator = torch.Generator().manual_seed(0)
+    sources = torch.randn(2, 2, 1, 500, generator=generator)
+    estimates = sources + 0.5 * torch.randn(2, 2, 1, 500, generator=generator)
     loss = ScaleInvariantSDRLoss()
     value = loss(*_pair(estimates, sources))
-    torch.testing.assert_close(
-        loss(*_pair(0.01 * estimates + 0.3, sources)), value, rtol=1e-4, atol=1e-4
-    )
-    torch.testing.assert_close(
-        loss(*_pair(estimates, 5 * sources - 1)), value, rtol=1e-4, atol=1e-4
-    )
+    for changed in [
+        loss(*_pair(0.1 * estimates + 0.05, sources)),
+        loss(*_pair(estimates, 5 * sources - 1)),
+    ]:
+        torch.testing.assert_close(changed, value, rtol=1e-3, atol=1e-3)
 
 
 def test_si_sdr_is_finite_for_silence_and_perfect_estimates():
