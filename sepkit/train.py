@@ -433,6 +433,7 @@ def _train(
             epoch,
             distributed,
             device,
+            batch_augmentation=getattr(data, "batch_augmentation", None),
         )
         valid_loss = _validate(
             network, model, validation_loader, loss_function, amp_context, distributed, device
@@ -519,9 +520,12 @@ def _train_epoch(
     epoch: int,
     distributed: Distributed,
     device: torch.device,
+    batch_augmentation: Any = None,
 ) -> tuple[float, int]:
     """One pass over the epoch's segments; returns (mean loss over all processes, segments
-    seen by this process)."""
+    seen by this process). ``batch_augmentation``, a dataset's optional
+    ``(mixture, sources) -> (mixture, sources)`` on whole batches (Demucs's remix), runs on
+    the device after the step's seed is set, so it is as reproducible as the rest."""
     from tqdm import tqdm
 
     network.train()
@@ -538,6 +542,8 @@ def _train_epoch(
         torch.manual_seed(derived_seed(trainer.seed, epoch, step, distributed.rank))
         mixture = mixture.to(device, non_blocking=True)
         sources = sources.to(device, non_blocking=True)
+        if batch_augmentation is not None:
+            mixture, sources = batch_augmentation(mixture, sources)
         with amp_context():
             outputs = network(mixture)
         references = model.references(sources, mixture)
