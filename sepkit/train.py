@@ -76,6 +76,12 @@ class Distributed:
 
     @classmethod
     def from_environment(cls) -> Distributed:
+        """From torchrun's variables; in a SLURM job started by hydra-submitit-launcher,
+        submitit's own helper first exports them from SLURM's."""
+        if "RANK" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+            from submitit.helpers import TorchDistributedEnvironment
+
+            TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         return cls(
             rank=int(os.environ.get("RANK", 0)),
             world_size=int(os.environ.get("WORLD_SIZE", 1)),
