@@ -209,7 +209,6 @@ def test_a_slurm_task_started_by_submitit_finds_its_rank(monkeypatch: pytest.Mon
 def test_the_slurm_launcher_config_composes(tmp_path: Path):
     result = run_sepkit(
         "train",
-        "-m",
         "hydra/launcher=slurm_ddp",
         "hydra.launcher.nodes=2",
         "--cfg",
