@@ -144,3 +144,77 @@ def test_private_set_in_musdb_layout_trains_with_held_out_validation(tmp_path: P
         check=True,
     )
     assert (run_dir / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_writes_one_run_directory(tmp_path: Path):
+    """DDP on CPU (gloo): both ranks train, rank 0 writes, and the run directory named by
+    time is the same for both processes."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPOSITORY
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "sepkit",
+            "train",
+            *TINY_TRAINING,
+            "trainer.epochs=2",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [path.parent for path in (tmp_path / "runs").rglob(".hydra")]
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert [int(row["epoch"]) for row in rows] == [1, 2]
+
+
+def test_a_slurm_task_started_by_submitit_finds_its_rank(monkeypatch: pytest.MonkeyPatch):
+    from sepkit.train import Distributed
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    slurm = {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NTASKS": "8",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+    }
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    distributed = Distributed.from_environment()
+    assert (distributed.rank, distributed.world_size, distributed.local_rank) == (5, 8, 1)
+    import os
+
+    assert os.environ["MASTER_ADDR"] == "gpu07"
+
+
+def test_the_slurm_launcher_config_composes(tmp_path: Path):
+    result = run_sepkit(
+        "train",
+        "hydra/launcher=slurm_ddp",
+        "hydra.launcher.nodes=2",
+        "--cfg",
+        "hydra",
+        cwd=tmp_path,
+        check=True,
+    )
+    assert "SlurmLauncher" in result.stdout
+    assert "nodes: 2" in result.stdout
