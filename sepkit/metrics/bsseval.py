@@ -300,35 +300,38 @@ def _block_levinson(lags: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor
     forward[:, :size] = identity
     backward = lags.new_zeros(batch, width, size)  # B_n(j) in block L-1-n+j
     backward[:, width - size :] = identity
-    forward_error = lags[:, 0].clone()
-    backward_error = lags[:, 0].clone()
+    errors = torch.stack([lags[:, 0], lags[:, 0]])  # E_b, E_f: (2, batch, P, P)
+    mismatches = torch.empty_like(errors)  # what [F; 0] and [0; B] leave at the new block
     solution = torch.zeros_like(rhs)
     solution[:, :size], info = torch.linalg.solve_ex(lags[:, 0], rhs[:, :size])
-    solved = info == 0
+    reflection_infos, step_infos = [], [info]
     for order in range(length - 1):
         rows = (order + 1) * size  # blocks 0..order
         descending = lags_descending[:, :, width - size - rows : width - size]  # R(n+1..1)
-        forward_mismatch = descending @ forward[:, :rows]
-        backward_mismatch = lags_transposed[:, :, :rows] @ backward[:, width - rows :]
-        reflections, info = torch.linalg.solve_ex(
-            torch.stack([backward_error, forward_error]),
-            torch.stack([forward_mismatch, backward_mismatch]),
-        )
-        solved &= (info == 0).all(dim=0)
-        forward_reflection, backward_reflection = -reflections[0], -reflections[1]
+        torch.matmul(descending, forward[:, :rows], out=mismatches[0])
+        torch.matmul(lags_transposed[:, :, :rows], backward[:, width - rows :], out=mismatches[1])
+        # E_b^-1 (forward mismatch), E_f^-1 (backward mismatch)
+        reflections, info = torch.linalg.solve_ex(errors, mismatches)
+        reflection_infos.append(info)
         # order n + 1: blocks 0..n+1 of F; B shifted one block later, which its storage does
         forward_view = forward[:, : rows + size]
         backward_view = backward[:, width - rows - size :]
-        new_forward = torch.baddbmm(forward_view, backward_view, forward_reflection)
-        backward_view.baddbmm_(forward_view, backward_reflection)
+        new_forward = torch.baddbmm(forward_view, backward_view, reflections[0], alpha=-1)
+        backward_view.baddbmm_(forward_view, reflections[1], alpha=-1)
         forward_view.copy_(new_forward)
-        forward_error = forward_error + backward_mismatch @ forward_reflection
-        backward_error = backward_error + forward_mismatch @ backward_reflection
-
-        mismatch = rhs[:, rows : rows + size] - descending @ solution[:, :rows]
-        step, info = torch.linalg.solve_ex(backward_error, mismatch)
-        solved &= info == 0
+        # E_b -= (forward mismatch) E_f^-1 (backward mismatch), and the other way round
+        errors.view(-1, size, size).baddbmm_(
+            mismatches.view(-1, size, size), reflections.flip(0).view(-1, size, size), alpha=-1
+        )
+        mismatch = torch.baddbmm(
+            rhs[:, rows : rows + size], descending, solution[:, :rows], alpha=-1
+        )
+        step, info = torch.linalg.solve_ex(errors[0], mismatch)
+        step_infos.append(info)
         solution[:, : rows + size].baddbmm_(backward_view, step)
+    solved = (torch.stack(step_infos) == 0).all(dim=0)
+    if reflection_infos:
+        solved &= (torch.stack(reflection_infos) == 0).all(dim=0).all(dim=0)
     solved &= torch.isfinite(solution).flatten(1).all(dim=1)
     return solution.view(batch, length, size, -1), solved
 
@@ -562,16 +565,13 @@ def _window_energies(
         channels = slice(source * num_channels, (source + 1) * num_channels)
         own_block_diagonal[:, channels, channels] = own_spectra[:, source]
     identity = torch.eye(num_signals, dtype=all_spectra.dtype, device=all_spectra.device)
-    decomposition = torch.stack(
-        [
-            own_block_diagonal - identity,
-            own_block_diagonal,
-            all_spectra - own_block_diagonal,
-            all_spectra,
-            -all_spectra,
-        ],
-        dim=2,
-    ).view(num_freqs, num_signals, 5 * num_signals)
+    decomposition = all_spectra.new_empty(num_freqs, num_signals, 5, num_signals)
+    torch.sub(own_block_diagonal, identity, out=decomposition[:, :, 0])
+    decomposition[:, :, 1] = own_block_diagonal
+    torch.sub(all_spectra, own_block_diagonal, out=decomposition[:, :, 2])
+    decomposition[:, :, 3] = all_spectra
+    torch.neg(all_spectra, out=decomposition[:, :, 4])
+    decomposition = decomposition.view(num_freqs, num_signals, 5 * num_signals)
     del all_spectra, own_spectra, own_block_diagonal
 
     windows_per_batch = WORKING_MEMORY_BYTES // (2 * 2 * num_signals * fft_size * 8)
