@@ -40,8 +40,10 @@ dB when the sources are merely listed in another order. bss_eval_v4 warns in tha
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -268,6 +270,21 @@ def _condition_estimate(matrix: torch.Tensor, solve: Any, iterations: int = 4) -
     return largest * growth
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread inside the block, then restore the setting.
+
+    The Levinson recursion is ~10 operations on P x P matrices per order: threads cannot
+    speed them up, and on a busy machine their synchronisation made it 10x slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _block_levinson(lags: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve symmetric block-Toeplitz systems by the block Levinson recursion, batched.
 
@@ -409,7 +426,8 @@ def _distortion_filters(
             torch.cat([reference_estimate * same_source, own_probes], dim=2),
         ]
     )
-    solution, solved = _block_levinson(systems, rhs)
+    with _one_thread():
+        solution, solved = _block_levinson(systems, rhs)
     # (the probes excite the near-null directions: their residuals are not a test)
     product = _block_toeplitz_product(systems, solution[..., :num_signals])
     residual = (product - rhs[..., :num_signals]).flatten(1).norm(dim=1)
