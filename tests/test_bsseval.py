@@ -102,7 +102,8 @@ def test_bss_eval_v4_equals_museval_evaluate(track_with_silences, monkeypatch):
     # the windows with an all-zero reference or estimate are NaN for every source
     assert np.isnan(fast["SDR"][:, 1:]).all() and not np.isnan(fast["SDR"][:, 0]).any()
 
-    # the dense factorisation that takes over when the block Levinson recursion fails
+    # the dense factorisation, which takes over from the block Levinson recursion on
+    # ill-conditioned systems
     monkeypatch.setattr(bsseval, "RESIDUAL_TOLERANCE", -1.0)
     dense = bss_eval_v4(references, estimates)
     assert_same_scores(dense, reference, "same, dense solver")
@@ -130,8 +131,8 @@ def test_bss_eval_v4_refuses_a_source_silent_over_the_whole_signal():
 
 def test_bss_eval_v4_warns_when_the_filters_are_rounding_noise():
     # float64 references with nothing above 6 kHz: the filter systems are singular in
-    # float64, ISR/SIR/SAR are not reproducible (museval's move by dB with the source
-    # order); SDR, which needs no filters, still is
+    # float64 and ISR/SIR/SAR rounding noise (museval's move by dB when its sources are
+    # reordered); SDR, which needs no filters, is still exact
     references = generated_stems(2.0, seed=6, num_sources=2)
     spectra = np.fft.rfft(references, axis=1)
     spectra[:, np.fft.rfftfreq(references.shape[1], 1 / RATE) > 6000] = 0
