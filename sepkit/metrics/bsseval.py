@@ -57,11 +57,12 @@ __all__ = ["bss_eval_v4", "number_of_windows", "silent_sources"]
 # Size of the FFT of the block-wise correlations; blocks are CORRELATION_FFT_SIZE -
 # (filters_len - 1) samples long, so that no lag wraps around.
 CORRELATION_FFT_SIZE = 8192
-# Blocks or windows transformed together, and frequencies contracted together (small
-# enough for the transposed spectra to stay in cache).
-BLOCKS_PER_BATCH = 16
+# Blocks transformed together, memory for a batch of windows, and frequencies contracted
+# together: large enough for few, big operations (each one a synchronisation of torch's
+# threads, costly on a busy machine), small enough for the transposes to stay in cache.
+BLOCKS_PER_BATCH = 32
 WORKING_MEMORY_BYTES = 256 * 2**20
-FREQUENCIES_PER_CHUNK = 512
+FREQUENCIES_PER_CHUNK = 2048
 
 
 def _fast_fft_size(minimum: int) -> int:
