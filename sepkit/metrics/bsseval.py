@@ -226,6 +226,13 @@ def _solve_shifted_gram(
     of LU; where rounding makes it fail LU takes over as in museval, then least squares as
     museval intends.
     """
+    if shifted_matrix.ndim > 2:
+        # one matrix at a time: batched LU of torch 2.13's MKL hangs on some of these
+        # nearly singular matrices when it runs on more than one thread (DLASWP errors)
+        solutions, conditions = zip(
+            *(_solve_shifted_gram(*pair) for pair in zip(shifted_matrix, right_hand_sides))
+        )
+        return torch.stack(solutions), torch.stack(conditions)
     cholesky_factor, info = torch.linalg.cholesky_ex(shifted_matrix)
     if not bool((info != 0).any()):
 
