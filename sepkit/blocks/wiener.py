@@ -20,7 +20,7 @@ they are computed:
   the first iteration's v_j and R_j come from real products without forming the estimates;
 - everything in Open-Unmix's EM is independent per frequency bin except the scale factor, which
   is computed per window first; the work then runs on blocks of a few hundred bins x one window
-  in scratch buffers reused from block to block, so memory beyond the output stays at a few MB.
+  in scratch buffers reused from block to block, so memory beyond the output stays near 15 MB.
 
 Rounding: where one source dominates a stereo bin, C is nearly singular and EM amplifies float32
 rounding. On music-like test signals Open-Unmix's own float32 result strays from its float64
@@ -29,7 +29,7 @@ stays about as close to the float64 result, usually closer, but cannot match Ope
 rounding closer than that. In bins of exactly rank one (a source alone in a bin with a fixed
 pan), float32 EM in either implementation can be off by the order of the peak; here the
 determinant is kept above its lower bound so that such bins stay finite. Pass complex128 when
-they matter (about 1.7x the float32 time).
+they matter (roughly 1.7x the float32 time).
 
 One deliberate difference: Open-Unmix's `atan2` helper writes 1 into the real part of exactly-zero
 mixture bins (digital silence) in place, so its residual source holds 1 + 0j there and EM takes
