@@ -2,10 +2,11 @@
 
 Both filter the same inputs the way Open-Unmix's Separator would after its models: a stereo
 mixture at 44.1 kHz, STFT 4096/1024 (2049 bins), 4 sources, one EM iteration, windows of 300
-frames, 2 CPU threads. Each measurement runs in a fresh process; peak memory is that process's
-peak RSS, and the part above the inputs (the high-water mark is reset after loading them). The
+frames, 2 CPU threads. Each measurement runs in a fresh process; memory is that process's peak
+RSS (VmHWM) and the part of it above the inputs (the mark is reset after loading them). The
 inputs are synthetic music (panned tones, a bass line, noise bursts for drums) with magnitude
-estimates that are 30 % off, as a model's would be.
+estimates 30 % off, as a model's would be. Runs alternate between the two; the best of
+--repeats counts, since other jobs on the machine only ever slow a run down.
 
     PYTHONPATH=. /tmp/venv/bin/python benchmarks/wiener.py [--seconds 30 120] [--repeats 3]
 """
@@ -28,7 +29,6 @@ HOP = 1024
 NUM_SOURCES = 4
 ITERATIONS = 1
 WINDOW_FRAMES = 300
-THREADS = 2
 
 
 def synthesize_sources(seconds: float, seed: int = 0) -> torch.Tensor:
@@ -114,9 +114,11 @@ def resident_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def run_child(implementation: str, inputs: Path, output: Path | None, dtype: str) -> None:
+def run_child(
+    implementation: str, inputs: Path, output: Path | None, dtype: str, threads: int
+) -> None:
     """Filter once in this (fresh) process; print seconds and memory as key=value."""
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     data = torch.load(inputs)
     magnitudes, mixture = data["magnitudes"], data["mixture"]
     if dtype == "float64":
@@ -140,11 +142,12 @@ def run_child(implementation: str, inputs: Path, output: Path | None, dtype: str
         torch.save(separated, output)
 
 
-def measure(implementation: str, inputs: Path, output: Path | None, dtype: str = "float32") -> dict:
+def measure(
+    implementation: str, inputs: Path, output: Path | None, threads: int, dtype: str = "float32"
+) -> dict:
     command = [sys.executable, __file__, "--child", implementation, str(inputs), str(output or "")]
-    result = subprocess.run(
-        command + ["--dtype", dtype], capture_output=True, text=True, env=os.environ
-    )
+    command += ["--dtype", dtype, "--threads", str(threads)]
+    result = subprocess.run(command, capture_output=True, text=True, env=os.environ)
     if result.returncode != 0:
         raise RuntimeError(f"{implementation} run failed:\n{result.stderr}")
     figures = dict(item.split("=") for item in result.stdout.split())
@@ -174,16 +177,18 @@ def main() -> None:
         default=30,
         help="also run Open-Unmix in float64 (the exact result) for inputs up to this long",
     )
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         implementation, inputs, output = arguments.child
-        run_child(implementation, Path(inputs), Path(output) if output else None, arguments.dtype)
+        output = Path(output) if output else None
+        run_child(implementation, Path(inputs), output, arguments.dtype, arguments.threads)
         return
 
     print(
-        f"torch {torch.__version__}, {THREADS} threads, {NUM_SOURCES} sources, stereo, "
+        f"torch {torch.__version__}, {arguments.threads} threads, {NUM_SOURCES} sources, stereo, "
         f"STFT {N_FFT}/{HOP}, EM iterations {ITERATIONS}, windows of {WINDOW_FRAMES} frames"
     )
     with tempfile.TemporaryDirectory() as directory:
@@ -195,13 +200,20 @@ def main() -> None:
             runs = {name: [] for name in outputs}
             for repeat in range(arguments.repeats):
                 for name, output in outputs.items():  # alternate: load drifts hit both alike
-                    runs[name].append(measure(name, inputs, output if repeat == 0 else None))
+                    output = output if repeat == 0 else None
+                    runs[name].append(measure(name, inputs, output, arguments.threads))
             best = {
                 name: {key: min(run[key] for run in figures) for key in figures[0]}
                 for name, figures in runs.items()
             }
-            frames = torch.load(outputs["sepkit"]).shape[-1]
-            print(f"\n{seconds:g} s ({frames} frames), best of {arguments.repeats}:")
+            ours_spectrogram = torch.load(outputs["sepkit"])
+            theirs_spectrogram = torch.load(outputs["openunmix"])
+            frames = ours_spectrogram.shape[-1]
+            output_mib = ours_spectrogram.numel() * ours_spectrogram.element_size() / 2**20
+            print(
+                f"\n{seconds:g} s ({frames} frames, separated spectrograms {output_mib:.0f} MiB), "
+                f"best of {arguments.repeats}:"
+            )
             for name, figures in best.items():
                 print(
                     f"  {name:9s} {figures['wall']:6.2f} s wall  {figures['cpu']:6.2f} s CPU  "
@@ -214,16 +226,18 @@ def main() -> None:
                 f"x{theirs['cpu'] / ours['cpu']:.1f} CPU; memory above inputs "
                 f"x{theirs['peak_above_inputs_mib'] / ours['peak_above_inputs_mib']:.1f}"
             )
+            print(
+                "  sepkit's working memory beyond inputs and output: "
+                f"{ours['peak_above_inputs_mib'] - output_mib:.0f} MiB"
+            )
             length = (frames - 1) * HOP
-            ours_spectrogram = torch.load(outputs["sepkit"])
-            theirs_spectrogram = torch.load(outputs["openunmix"])
             print(
                 "  sepkit vs openunmix (float32):",
                 differences(ours_spectrogram, theirs_spectrogram, length),
             )
             if seconds <= arguments.exact_up_to:
                 exact_path = directory / "exact.pt"
-                measure("openunmix", inputs, exact_path, dtype="float64")
+                measure("openunmix", inputs, exact_path, arguments.threads, dtype="float64")
                 exact = torch.load(exact_path)
                 for name, spectrogram in (
                     ("sepkit", ours_spectrogram),

@@ -164,9 +164,10 @@ def test_single_precision_is_as_accurate_as_openunmix(iterations, softmask, resi
     """In float32 (Open-Unmix's Separator precision) both round differently. Where one source
     dominates a stereo bin, the mixture covariance is nearly singular and EM amplifies rounding:
     there Open-Unmix's own float32 result strays from its float64 result by up to ~2e-3 on the
-    waveform after two iterations, so nothing can match it closer. What holds: sepkit is no
-    further than Open-Unmix from the exact (float64) result, and within 1e-4 of Open-Unmix's
-    float32 waveforms with at most one iteration."""
+    waveform after two iterations, and by ~5e-5 after one from ratio masks (which give every
+    source the mixture's spatial image), so nothing can match it closer. What holds: sepkit is
+    no further than Open-Unmix from the exact (float64) result, and within 1e-4 of Open-Unmix's
+    float32 waveforms in Separator's default (no ratio masks, at most one iteration)."""
     _, magnitudes, mixture = make_example(channels)
     ours = wiener(magnitudes, mixture, iterations, softmask, residual, window_frames=WINDOW)
     theirs = openunmix_example(channels, False, iterations, softmask, residual)
@@ -174,7 +175,7 @@ def test_single_precision_is_as_accurate_as_openunmix(iterations, softmask, resi
     assert ours.dtype == theirs.dtype == torch.complex64
     assert relative_error(ours, exact) <= 1.25 * relative_error(theirs, exact) + 1e-6
     assert waveform_error(ours, exact) <= 1.25 * waveform_error(theirs, exact) + 1e-6
-    if iterations <= 1:
+    if iterations <= 1 and not softmask:
         assert waveform_error(ours, theirs) < 1e-4
 
 
@@ -261,6 +262,20 @@ def test_digital_silence_stays_silent():
     ours = wiener(magnitudes, mixture, 1, window_frames=WINDOW)
     theirs = openunmix_wiener(magnitudes, mixture, 1, False, False, WINDOW)
     assert relative_error(ours, theirs) < 2e-7
+
+
+def test_rank_one_bins_stay_finite():
+    """Two sources with the same pan and nothing else: every bin's mixture covariance is rank
+    one plus sqrt(eps) I, and float32 rounding of its determinant can reach zero or below.
+    The estimates are then inaccurate (as Open-Unmix's are) but must stay finite and bounded."""
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(1, 1, 64, 100, dtype=torch.complex64, generator=generator)
+    for amplitude in (1.0, 1e2, 1e4, 1e6):
+        mixture = amplitude * source * torch.tensor([1.0, 0.5]).view(1, 2, 1, 1)
+        magnitudes = torch.stack([mixture.abs(), 0.5 * mixture.abs()], 1)
+        separated = wiener(magnitudes, mixture, iterations=3, window_frames=50)
+        assert torch.isfinite(torch.view_as_real(separated)).all()
+        assert separated.abs().max() < 2 * mixture.abs().max()
 
 
 def test_output_shape_and_dtype():
