@@ -227,16 +227,13 @@ def plot_losses(run_dir: Path, history: list[dict[str, float]]) -> None:
 # -- statistics ------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("SEPKIT_CACHE", Path.home() / ".cache" / "sepkit"))
-
-
 def prepare_statistics(
     model: SeparationModel, data: Any, max_tracks: int | None, distributed: Distributed
 ) -> dict[str, torch.Tensor] | None:
     """The model's input statistics over the training tracks, from a cache when the same
     tracks and settings were measured before (rank 0 computes, the others wait)."""
     from sepkit.data.base import read_track
+    from sepkit.data.cache import cache_root
 
     key = model.statistics_key()
     if key is None:
@@ -247,7 +244,7 @@ def prepare_statistics(
         "tracks": [[str(track.mixture or track.sources), track.num_frames] for track in tracks],
     }
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir() / "statistics" / f"{digest}.pt"
+    path = cache_root() / "statistics" / f"{digest}.pt"
     if distributed.is_main and not path.is_file():
         log.info("computing input statistics over %d training tracks", len(tracks))
         mixtures = (read_track(track, nb_channels=model.nb_channels)[0] for track in tracks)

@@ -74,6 +74,12 @@ def test_read_track_partial_reads_match_the_whole_and_pad_past_the_end(default_d
     torch.testing.assert_close(mono_mixture[0], mixture[:, :100].mean(dim=0))
 
 
+def test_tracks_are_hashable_values(default_data, musdb_root, tmp_path):
+    again = musdb_data(musdb_root, tmp_path).test_tracks()[0]
+    assert again == default_data.test_tracks()[0]
+    assert {again: 1}[default_data.test_tracks()[0]] == 1
+
+
 def test_sources_follow_the_target_order_and_mixture_file_is_read(musdb_root, tmp_path):
     data = musdb_data(musdb_root, tmp_path, targets=["bass", "vocals"])
     track = data.test_tracks()[0]

@@ -144,3 +144,39 @@ def test_private_set_in_musdb_layout_trains_with_held_out_validation(tmp_path: P
         check=True,
     )
     assert (run_dir / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_writes_one_run_directory(tmp_path: Path):
+    """DDP on CPU (gloo): both ranks train, rank 0 writes, and the run directory named by
+    time is the same for both processes."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPOSITORY
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "sepkit",
+            "train",
+            *TINY_TRAINING,
+            "trainer.epochs=2",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [path.parent for path in (tmp_path / "runs").rglob(".hydra")]
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert [int(row["epoch"]) for row in rows] == [1, 2]

@@ -41,6 +41,18 @@ class Track:
     num_frames: int
     non_targets: dict[str, Path] = field(default_factory=dict)
 
+    def __hash__(self) -> int:  # the dict fields are not hashable; their items are
+        return hash(
+            (
+                self.name,
+                tuple(self.sources.items()),
+                self.mixture,
+                self.sample_rate,
+                self.num_frames,
+                tuple(self.non_targets.items()),
+            )
+        )
+
     @property
     def stems(self) -> dict[str, Path]:
         """All stems that add up to the mixture: the targets first, then the non-targets."""

@@ -10,13 +10,13 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
 from sepkit.errors import SepkitError
+from sepkit.files import atomic_path
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
@@ -69,30 +69,9 @@ def write_float_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
 
 def write_wav_atomically(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write ``audio`` (frames, channels) as a 32-bit float WAV at ``path``, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write_float_wav(Path(temporary), audio, sample_rate)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` under a temporary name, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        write_float_wav(temporary, audio, sample_rate)
 
 
 def publish_folder(built: Path, destination: Path) -> bool:

@@ -29,11 +29,11 @@ from sepkit.data.cache import (
     cache_root,
     file_signature,
     folder_key,
-    write_text_atomically,
     write_wav_atomically,
 )
 from sepkit.data.tracks import checked_track
 from sepkit.errors import SepkitError
+from sepkit.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -285,4 +285,4 @@ def decode_stem_file(source: Path, folder: Path, stem_ids: dict[str, int], info=
     logger.debug("decoded %s into %s", source, folder)
     for stem, audio in decoded.items():
         write_wav_atomically(folder / f"{stem}.wav", audio[:shortest], int(rate))
-    write_text_atomically(folder / _DECODED_MARKER, json.dumps(file_signature(source)))
+    write_text_atomic(folder / _DECODED_MARKER, json.dumps(file_signature(source)))

@@ -1,0 +1,63 @@
+"""A non-editable install carries its configs (sepkit.configs) and runs from anywhere."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPOSITORY
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    listed = set(
+        tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(path.parent.relative_to(REPOSITORY).parts)
+        for path in (REPOSITORY / "sepkit").rglob("__init__.py")
+    }
+    assert found | {"sepkit.configs"} == listed
+
+
+@pytest.mark.slow
+def test_wheel_holds_the_configs_and_composes_outside_the_repository(tmp_path: Path):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPOSITORY),
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "wheel"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "wheel").glob("sepkit-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for config in ("train.yaml", "model/openunmix.yaml", "dataset/toy.yaml"):
+        assert f"sepkit/configs/{config}" in names
+
+    installed = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(installed)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "sepkit", "train", "--cfg", "job", "model.hidden_size=32"],
+        cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": str(installed)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hidden_size: 32" in result.stdout
+    assert "sepkit.models.openunmix.OpenUnmixSeparator" in result.stdout
