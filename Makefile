@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-REFERENCE_PACKAGES := openunmix==1.3.0
+REFERENCE_PACKAGES := openunmix==1.3.0 demucs==2.0.3 julius==0.2.8
 
 .PHONY: demo test install ffmpeg lint clean
 

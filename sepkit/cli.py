@@ -136,9 +136,13 @@ def _report_user_errors(task: Callable[[], object], run_dir: Path | None, job: s
     from hydra.errors import InstantiationException
 
     from sepkit.errors import SepkitError
+    from sepkit.train import Interrupted
 
     try:
         return task()
+    except Interrupted as interrupted:
+        print(f"stopped: {interrupted}", file=sys.stderr)
+        raise SystemExit(interrupted.exit_code) from None
     except (SepkitError, InstantiationException, FileNotFoundError) as error:
         cause = error
         if isinstance(error, InstantiationException) and isinstance(

@@ -53,6 +53,7 @@ class TrainerConfig:
     threads: int | None = None  # torch CPU threads; null: torch's default
     statistics_tracks: int | None = None  # tracks used for input statistics; null: all
     progress: bool = True  # a tqdm bar per epoch
+    max_nonfinite_steps: int = 10  # NaN/inf losses in a row (each skipped) before stopping
 
 
 @dataclass

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -75,6 +76,12 @@ class Distributed:
 
     @classmethod
     def from_environment(cls) -> Distributed:
+        """From torchrun's variables; in a SLURM job started by hydra-submitit-launcher,
+        submitit's own helper first exports them from SLURM's."""
+        if "RANK" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+            from submitit.helpers import TorchDistributedEnvironment
+
+            TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         return cls(
             rank=int(os.environ.get("RANK", 0)),
             world_size=int(os.environ.get("WORLD_SIZE", 1)),
@@ -148,17 +155,24 @@ class EpochSampler(Sampler):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Sample ``epoch``, leaving out its first ``skip_batches`` batches (done before an
+        interruption)."""
         self.epoch = epoch
+        self.skip = skip_batches * self.batch_size
 
-    def __len__(self) -> int:
+    def keys_per_epoch(self) -> int:
         if self.steps_per_epoch:
             return self.steps_per_epoch * self.batch_size
         return self.size // self.world_size
 
+    def __len__(self) -> int:
+        return max(0, self.keys_per_epoch() - self.skip)
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        needed = len(self) * self.world_size
+        needed = self.keys_per_epoch() * self.world_size
         order: list[np.ndarray] = []
         repeat = 0
         while sum(len(part) for part in order) < needed:
@@ -166,7 +180,7 @@ class EpochSampler(Sampler):
             order.append(rng.permutation(self.size))
             repeat += 1
         keys = np.concatenate(order)[:needed][self.rank :: self.world_size]
-        for index in keys:
+        for index in keys[self.skip :]:
             yield (self.epoch, int(index))
 
 
@@ -175,13 +189,21 @@ class EpochSampler(Sampler):
 
 @dataclass
 class TrainingState:
-    """What resume needs besides the weights and the optimizer."""
+    """What resume needs besides the weights and the optimizer.
+
+    ``step`` and the ``partial_*`` fields describe an epoch interrupted part-way (by
+    SIGINT or SIGTERM): how many of its batches are done and their running sums.
+    """
 
     epoch: int = 0  # epochs completed
     best_valid_loss: float = math.inf
     best_epoch: int = 0
     epochs_without_improvement: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    step: int = 0
+    partial_loss: float = 0.0
+    partial_count: int = 0
+    partial_seconds: float = 0.0
 
 
 METRIC_COLUMNS = (
@@ -283,166 +305,243 @@ def check_compatible(model: SeparationModel, data: Any, loss: Any) -> None:
         )
 
 
-def _unwrap(model: torch.nn.Module) -> SeparationModel:
-    return model.module if hasattr(model, "module") else model
-
-
 class NonFiniteLoss(SepkitError):
-    pass
+    """The loss stayed NaN or infinite for too many steps in a row."""
+
+
+class Interrupted(SepkitError):
+    """SIGINT or SIGTERM arrived; a checkpoint of the position was saved."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
+class StopSignals:
+    """Turns SIGINT and SIGTERM (what schedulers send before preemption) into a flag the
+    loop checks between steps, so it can save where it is and stop cleanly."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.received = number
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 def run_training(cfg: DictConfig, run_dir: Path) -> Path:
     """Train as ``cfg`` says, writing into ``run_dir``; returns the best checkpoint."""
-    trainer = cfg.trainer
     distributed = Distributed.from_environment()
-    device = select_device(trainer.device, distributed.local_rank)
+    device = select_device(cfg.trainer.device, distributed.local_rank)
     distributed.start(device)
     try:
-        return _train(cfg, run_dir, trainer, distributed, device)
+        with StopSignals() as signals:
+            return Trainer(cfg, run_dir, distributed, device, signals).run()
     finally:
         distributed.stop()
 
 
-def _train(
-    cfg: DictConfig,
-    run_dir: Path,
-    trainer: DictConfig,
-    distributed: Distributed,
-    device: torch.device,
-) -> Path:
-    if trainer.threads:
-        torch.set_num_threads(trainer.threads)
-    checkpoints = run_dir / "checkpoints"
-    last_path, best_path = checkpoints / "last.pt", checkpoints / "best.pt"
+class Trainer:
+    """One training run: builds everything from the config, then loops over epochs."""
 
-    data = instantiate(cfg.dataset, _convert_="all")
-    torch.manual_seed(trainer.seed)  # the same initial weights for the same seed
-    model: SeparationModel = instantiate(cfg.model, _convert_="all")
-    loss_function = instantiate(cfg.loss, _convert_="all")
-    check_compatible(model, data, loss_function)
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        distributed: Distributed,
+        device: torch.device,
+        signals: StopSignals,
+    ) -> None:
+        self.cfg, self.trainer = cfg, cfg.trainer
+        self.run_dir, self.distributed, self.device, self.signals = (
+            run_dir,
+            distributed,
+            device,
+            signals,
+        )
+        if self.trainer.threads:
+            torch.set_num_threads(self.trainer.threads)
+        self.last_path = run_dir / "checkpoints" / "last.pt"
+        self.best_path = run_dir / "checkpoints" / "best.pt"
 
-    state = TrainingState()
-    resumed: dict[str, Any] | None = None
-    statistics: dict[str, torch.Tensor] | None = None
-    if cfg.resume:
-        if not last_path.is_file():
-            raise SepkitError(f"resume={cfg.resume}: no checkpoints/last.pt in it to resume from")
-        resumed = load_checkpoint(last_path)
-        model.load_state_dict(resumed["model"]["state_dict"])
-        state = TrainingState(**resumed["train_state"]["state"])
-        statistics = resumed.get("statistics")
-    else:
-        if last_path.exists() or best_path.exists():
-            raise SepkitError(
-                f"{run_dir} already holds checkpoints: pass resume={run_dir} to continue it, "
-                "or choose another hydra.run.dir"
+        self.data = instantiate(cfg.dataset, _convert_="all")
+        torch.manual_seed(self.trainer.seed)  # the same initial weights for the same seed
+        self.model: SeparationModel = instantiate(cfg.model, _convert_="all")
+        self.loss_function = instantiate(cfg.loss, _convert_="all")
+        check_compatible(self.model, self.data, self.loss_function)
+
+        self.state = TrainingState()
+        self.statistics: dict[str, torch.Tensor] | None = None
+        resumed = self._resumed_checkpoint()
+        if resumed is not None:
+            self.model.load_state_dict(resumed["model"]["state_dict"])
+            self.state = TrainingState(**resumed["train_state"]["state"])
+            self.statistics = resumed.get("statistics")
+        else:
+            self.statistics = prepare_statistics(
+                self.model, self.data, self.trainer.statistics_tracks, distributed
             )
-        statistics = prepare_statistics(model, data, trainer.statistics_tracks, distributed)
-        if statistics is not None:
-            model.load_statistics(statistics)
+            if self.statistics is not None:
+                self.model.load_statistics(self.statistics)
 
-    model.to(device)
-    # optimizer and scheduler configs are partial: they get the parameters here
-    optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
-    scheduler = instantiate(cfg.scheduler, _convert_="all")(optimizer) if cfg.scheduler else None
-    use_amp = bool(trainer.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda")
-    if resumed is not None:
-        optimizer.load_state_dict(resumed["train_state"]["optimizer"])
-        if scheduler is not None and resumed["train_state"].get("scheduler"):
-            scheduler.load_state_dict(resumed["train_state"]["scheduler"])
-        if resumed["train_state"].get("scaler"):
-            scaler.load_state_dict(resumed["train_state"]["scaler"])
-        log.info("resuming %s after epoch %d", run_dir, state.epoch)
+        self.model.to(device)
+        # optimizer and scheduler configs are partial: they get the parameters here
+        self.optimizer = instantiate(cfg.optimizer, _convert_="all")(self.model.parameters())
+        self.scheduler = (
+            instantiate(cfg.scheduler, _convert_="all")(self.optimizer) if cfg.scheduler else None
+        )
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=bool(self.trainer.amp) and device.type == "cuda"
+        )
+        if resumed is not None:
+            saved = resumed["train_state"]
+            self.optimizer.load_state_dict(saved["optimizer"])
+            if self.scheduler is not None and saved.get("scheduler"):
+                self.scheduler.load_state_dict(saved["scheduler"])
+            if saved.get("scaler"):
+                self.scaler.load_state_dict(saved["scaler"])
+            log.info(
+                "resuming %s after epoch %d%s",
+                run_dir,
+                self.state.epoch,
+                f", step {self.state.step} of epoch {self.state.epoch + 1}"
+                if self.state.step
+                else "",
+            )
 
-    network: torch.nn.Module = model
-    if distributed.enabled:
-        network = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+        self.network: torch.nn.Module = self.model
+        if distributed.enabled:
+            self.network = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self._build_loaders()
+        self.batch_augmentation = getattr(self.data, "batch_augmentation", None)
+
+    def _resumed_checkpoint(self) -> dict[str, Any] | None:
+        if self.cfg.resume:
+            if self.distributed.is_main:
+                # a kill during a save leaves its temporary file; the real one is intact
+                for stale in self.last_path.parent.glob(".*.partial-*"):
+                    stale.unlink(missing_ok=True)
+            if self.last_path.is_file():
+                return load_checkpoint(self.last_path)
+            # stopped before its first checkpoint: start again from the beginning
+            log.info("resume=%s: no checkpoint yet, starting from the beginning", self.cfg.resume)
+            return None
+        if self.last_path.exists() or self.best_path.exists():
+            raise SepkitError(
+                f"{self.run_dir} already holds checkpoints: pass resume={self.run_dir} to "
+                "continue it, or choose another hydra.run.dir"
+            )
+        return None
+
+    def _build_loaders(self) -> None:
+        trainer, distributed = self.trainer, self.distributed
+        training_set = self.data.training_set()
+        self.sampler = EpochSampler(
+            len(training_set),
+            trainer.batch_size,
+            trainer.seed,
+            trainer.steps_per_epoch,
+            distributed.rank,
+            distributed.world_size,
+        )
+        self.training_loader = DataLoader(
+            training_set,
+            batch_size=trainer.batch_size,
+            sampler=self.sampler,
+            num_workers=trainer.num_workers,
+            persistent_workers=trainer.num_workers > 0,
+            pin_memory=self.device.type == "cuda",
+        )
+        validation_set = self.data.validation_set()
+        shard = range(distributed.rank, len(validation_set), distributed.world_size)
+        self.validation_loader = DataLoader(
+            torch.utils.data.Subset(validation_set, shard),
+            batch_size=1,
+            num_workers=trainer.num_workers,
         )
 
-    training_set = data.training_set()
-    sampler = EpochSampler(
-        len(training_set),
-        trainer.batch_size,
-        trainer.seed,
-        trainer.steps_per_epoch,
-        distributed.rank,
-        distributed.world_size,
-    )
-    training_loader = DataLoader(
-        training_set,
-        batch_size=trainer.batch_size,
-        sampler=sampler,
-        num_workers=trainer.num_workers,
-        persistent_workers=trainer.num_workers > 0,
-        pin_memory=device.type == "cuda",
-    )
-    validation_set = data.validation_set()
-    validation_loader = DataLoader(
-        torch.utils.data.Subset(
-            validation_set, range(distributed.rank, len(validation_set), distributed.world_size)
-        ),
-        batch_size=1,
-        num_workers=trainer.num_workers,
-    )
-
-    writer = None
-    if distributed.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
-
-    def amp_context() -> torch.autocast:
+    def amp_context(self) -> torch.autocast:
         # float16 with a gradient scaler on CUDA; bfloat16 (no scaler needed) elsewhere
-        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-        return torch.autocast(device.type, dtype=dtype, enabled=use_amp)
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=bool(self.trainer.amp))
 
-    def train_config() -> dict[str, Any]:
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-    def save(path: Path) -> None:
+    def save(self, path: Path) -> None:
         save_checkpoint(
             path,
             {
-                "model": {"config": model.config, "state_dict": model.state_dict()},
-                "statistics": statistics,
+                "model": {"config": self.model.config, "state_dict": self.model.state_dict()},
+                "statistics": self.statistics,
                 "train_state": {
-                    "state": asdict(state),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                    "state": asdict(self.state),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                    "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 },
-                "config": train_config(),
+                "config": OmegaConf.to_container(self.cfg, resolve=True),
             },
         )
 
-    while state.epoch < trainer.epochs:
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        trainer, state, distributed = self.trainer, self.state, self.distributed
+        self.writer = None
+        if distributed.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(
+                str(self.run_dir / "tensorboard"), purge_step=state.epoch + 1
+            )
+        try:
+            while state.epoch < trainer.epochs:
+                if not self._epoch():
+                    break
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        if distributed.is_main:
+            log.info(
+                "best validation loss %.5f at epoch %d: %s",
+                state.best_valid_loss,
+                state.best_epoch,
+                self.best_path,
+            )
+        return self.best_path
+
+    def _epoch(self) -> bool:
+        """Train and validate one epoch; False when early stopping ends the run."""
+        trainer, state, distributed = self.trainer, self.state, self.distributed
         epoch = state.epoch + 1
-        started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        train_loss, segments = _train_epoch(
-            network,
-            model,
-            training_loader,
-            loss_function,
-            optimizer,
-            scaler,
-            amp_context,
-            trainer,
-            epoch,
-            distributed,
-            device,
+        started = time.perf_counter() - state.partial_seconds
+        self.sampler.set_epoch(epoch, skip_batches=state.step)
+        self._train_steps(epoch, started)
+        train_total, train_count = distributed.sum(
+            [state.partial_loss, float(state.partial_count)], self.device
         )
-        valid_loss = _validate(
-            network, model, validation_loader, loss_function, amp_context, distributed, device
-        )
+        train_loss = train_total / train_count if train_count else math.nan
+        valid_loss = self._validate()
         seconds = time.perf_counter() - started
-        if scheduler is not None:
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(valid_loss)
+        if self.scheduler is not None:
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(valid_loss)
             else:
-                scheduler.step()
+                self.scheduler.step()
 
         improved = valid_loss < state.best_valid_loss
         if improved:
@@ -450,30 +549,34 @@ def _train(
             state.epochs_without_improvement = 0
         else:
             state.epochs_without_improvement += 1
-        state.epoch = epoch
+        learning_rate = self.optimizer.param_groups[0]["lr"]
         state.history.append(
             {
                 "epoch": epoch,
                 "train_loss": train_loss,
                 "valid_loss": valid_loss,
                 "best_valid_loss": state.best_valid_loss,
-                "learning_rate": optimizer.param_groups[0]["lr"],
+                "learning_rate": learning_rate,
                 "seconds": round(seconds, 3),
-                "segments_per_second": round(segments * distributed.world_size / seconds, 2),
+                "segments_per_second": round(train_count / seconds, 2),
             }
         )
+        state.epoch, state.step = epoch, 0
+        state.partial_loss, state.partial_count, state.partial_seconds = 0.0, 0, 0.0
 
         if distributed.is_main:
-            save(last_path)
+            # best before last: a kill between the two leaves last.pt one epoch behind, and
+            # the resumed run redoes (and re-saves) that epoch
             if improved:
-                save(best_path)
-            write_metrics(run_dir, state.history)
-            plot_losses(run_dir, state.history)
-            assert writer is not None
-            writer.add_scalar("loss/train", train_loss, epoch)
-            writer.add_scalar("loss/valid", valid_loss, epoch)
-            writer.add_scalar("learning_rate", optimizer.param_groups[0]["lr"], epoch)
-            writer.flush()
+                self.save(self.best_path)
+            self.save(self.last_path)
+            write_metrics(self.run_dir, state.history)
+            plot_losses(self.run_dir, state.history)
+            assert self.writer is not None
+            self.writer.add_scalar("loss/train", train_loss, epoch)
+            self.writer.add_scalar("loss/valid", valid_loss, epoch)
+            self.writer.add_scalar("learning_rate", learning_rate, epoch)
+            self.writer.flush()
             log.info(
                 "epoch %d/%d  train %.5f  valid %.5f%s  lr %.2e  %.1f s",
                 epoch,
@@ -481,118 +584,135 @@ def _train(
                 train_loss,
                 valid_loss,
                 "  (best)" if improved else "",
-                optimizer.param_groups[0]["lr"],
+                learning_rate,
                 seconds,
             )
         distributed.barrier()
 
         if trainer.patience is not None and state.epochs_without_improvement >= trainer.patience:
-            log.info(
-                "stopping early: no better validation loss for %d epochs (best %.5f at epoch %d)",
-                trainer.patience,
-                state.best_valid_loss,
-                state.best_epoch,
-            )
-            break
-
-    if writer is not None:
-        writer.close()
-    if distributed.is_main:
-        log.info(
-            "best validation loss %.5f at epoch %d: %s",
-            state.best_valid_loss,
-            state.best_epoch,
-            best_path,
-        )
-    return best_path
-
-
-def _train_epoch(
-    network: torch.nn.Module,
-    model: SeparationModel,
-    loader: DataLoader,
-    loss_function: Any,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    amp_context: Any,
-    trainer: DictConfig,
-    epoch: int,
-    distributed: Distributed,
-    device: torch.device,
-) -> tuple[float, int]:
-    """One pass over the epoch's segments; returns (mean loss over all processes, segments
-    seen by this process)."""
-    from tqdm import tqdm
-
-    network.train()
-    total, count, segments, nonfinite_in_a_row = 0.0, 0, 0, 0
-    started = time.perf_counter()
-    bar = tqdm(
-        loader,
-        desc=f"epoch {epoch}",
-        leave=False,
-        disable=not (trainer.progress and distributed.is_main),
-        unit="batch",
-    )
-    for step, (mixture, sources) in enumerate(bar):
-        torch.manual_seed(derived_seed(trainer.seed, epoch, step, distributed.rank))
-        mixture = mixture.to(device, non_blocking=True)
-        sources = sources.to(device, non_blocking=True)
-        with amp_context():
-            outputs = network(mixture)
-        references = model.references(sources, mixture)
-        loss = loss_function(outputs, references)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            nonfinite_in_a_row += 1
-            log.warning("epoch %d step %d: loss is %s; step skipped", epoch, step, value)
-            optimizer.zero_grad(set_to_none=True)
-            if nonfinite_in_a_row >= 10:
-                raise NonFiniteLoss(
-                    f"the loss was not finite for {nonfinite_in_a_row} steps in a row: lower "
-                    "optimizer.lr, set trainer.grad_clip, or check the data for NaN"
+            if distributed.is_main:
+                log.info(
+                    "stopping early: no better validation loss for %d epochs "
+                    "(best %.5f at epoch %d)",
+                    trainer.patience,
+                    state.best_valid_loss,
+                    state.best_epoch,
                 )
-            continue
-        nonfinite_in_a_row = 0
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if trainer.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(network.parameters(), trainer.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        total += value * mixture.shape[0]
-        count += mixture.shape[0]
-        segments += mixture.shape[0]
-        bar.set_postfix(
-            loss=f"{total / count:.4f}",
-            seg_s=f"{segments / (time.perf_counter() - started):.1f}",
+            return False
+        return True
+
+    def _stop_requested(self) -> int | None:
+        """The signal that asks to stop, agreed by every process (they must stop at the
+        same step, or the next collective operation would wait forever)."""
+        received = self.signals.received
+        if not self.distributed.enabled:
+            return received
+        flag = torch.tensor([received or 0], dtype=torch.int64, device=self.device)
+        torch_distributed.all_reduce(flag, op=torch_distributed.ReduceOp.MAX)
+        return int(flag.item()) or None
+
+    def _train_steps(self, epoch: int, started: float) -> None:
+        """The epoch's remaining batches; running sums go into the state, so that an
+        interruption saves them with the position."""
+        from tqdm import tqdm
+
+        trainer, state, distributed, device = (
+            self.trainer,
+            self.state,
+            self.distributed,
+            self.device,
         )
-    total, count = distributed.sum([total, count], device)
-    return (total / count if count else math.nan), segments
+        self.network.train()
+        nonfinite_in_a_row = 0
+        bar = tqdm(
+            self.training_loader,
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not (trainer.progress and distributed.is_main),
+            unit="batch",
+        )
+        for step, (mixture, sources) in enumerate(bar, start=state.step):
+            torch.manual_seed(derived_seed(trainer.seed, epoch, step, distributed.rank))
+            mixture = mixture.to(device, non_blocking=True)
+            sources = sources.to(device, non_blocking=True)
+            if self.batch_augmentation is not None:
+                mixture, sources = self.batch_augmentation(mixture, sources)
+            value = self._step(mixture, sources)
+            if value is None:
+                nonfinite_in_a_row += 1
+                log.warning("epoch %d step %d: loss or gradient not finite; skipped", epoch, step)
+                if nonfinite_in_a_row >= trainer.max_nonfinite_steps:
+                    raise NonFiniteLoss(
+                        f"the loss was not finite for {nonfinite_in_a_row} steps in a row: "
+                        "lower optimizer.lr, set trainer.grad_clip, or check the data for NaN"
+                    )
+            else:
+                nonfinite_in_a_row = 0
+                state.partial_loss += value * mixture.shape[0]
+                state.partial_count += mixture.shape[0]
+            state.step = step + 1
+            if state.partial_count:
+                bar.set_postfix(
+                    loss=f"{state.partial_loss / state.partial_count:.4f}",
+                    seg_s=f"{state.partial_count / (time.perf_counter() - started):.1f}",
+                )
+            stop = self._stop_requested()
+            if stop is not None:
+                self._interrupt(stop, epoch, started)
 
+    def _step(self, mixture: torch.Tensor, sources: torch.Tensor) -> float | None:
+        """One optimisation step; the loss, or None when it (or the gradient) was not
+        finite and the step was skipped."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.amp_context():
+            outputs = self.network(mixture)
+        loss = self.loss_function(outputs, self.model.references(sources, mixture))
+        value = float(loss.detach())
+        finite = math.isfinite(value)
+        if self.distributed.enabled:
+            # every process must skip together, or DDP's gradient exchange would hang
+            flag = torch.tensor([0 if finite else 1], device=self.device)
+            torch_distributed.all_reduce(flag, op=torch_distributed.ReduceOp.MAX)
+            finite = not bool(flag.item())
+        if not finite:
+            return None
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.trainer.grad_clip or math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), clip)
+        if not torch.isfinite(norm) and not self.scaler.is_enabled():
+            # the gradient scaler skips such steps itself; without it we must
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return value
 
-@torch.no_grad()
-def _validate(
-    network: torch.nn.Module,
-    model: SeparationModel,
-    loader: DataLoader,
-    loss_function: Any,
-    amp_context: Any,
-    distributed: Distributed,
-    device: torch.device,
-) -> float:
-    """Mean loss over the validation items of all processes."""
-    network.eval()
-    total, count = 0.0, 0
-    for mixture, sources in loader:
-        mixture, sources = mixture.to(device), sources.to(device)
-        with amp_context():
-            outputs = model(mixture)
-        loss = loss_function(outputs, model.references(sources, mixture))
-        total += float(loss) * mixture.shape[0]
-        count += mixture.shape[0]
-    total, count = distributed.sum([total, count], device)
-    if count == 0:
-        raise SepkitError("the validation set is empty: check the dataset's valid split")
-    return total / count
+    def _interrupt(self, signal_number: int, epoch: int, started: float) -> None:
+        name = signal.Signals(signal_number).name
+        self.state.partial_seconds = time.perf_counter() - started
+        if self.distributed.is_main:
+            self.save(self.last_path)
+        self.distributed.barrier()
+        raise Interrupted(
+            f"stopped by {name} in epoch {epoch} after {self.state.step} steps; the position "
+            f"is saved in {self.last_path}: continue with resume={self.run_dir}",
+            signal_number,
+        )
+
+    @torch.no_grad()
+    def _validate(self) -> float:
+        """Mean loss over the validation items of all processes."""
+        self.network.eval()
+        total, count = 0.0, 0
+        for mixture, sources in self.validation_loader:
+            mixture, sources = mixture.to(self.device), sources.to(self.device)
+            with self.amp_context():
+                outputs = self.model(mixture)
+            loss = self.loss_function(outputs, self.model.references(sources, mixture))
+            total += float(loss) * mixture.shape[0]
+            count += mixture.shape[0]
+        total, count = self.distributed.sum([total, count], self.device)
+        if count == 0:
+            raise SepkitError("the validation set is empty: check the dataset's valid split")
+        return total / count

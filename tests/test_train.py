@@ -180,3 +180,41 @@ def test_torchrun_with_two_processes_writes_one_run_directory(tmp_path: Path):
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     assert [int(row["epoch"]) for row in rows] == [1, 2]
+
+
+def test_a_slurm_task_started_by_submitit_finds_its_rank(monkeypatch: pytest.MonkeyPatch):
+    from sepkit.train import Distributed
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    slurm = {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NTASKS": "8",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+    }
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    distributed = Distributed.from_environment()
+    assert (distributed.rank, distributed.world_size, distributed.local_rank) == (5, 8, 1)
+    import os
+
+    assert os.environ["MASTER_ADDR"] == "gpu07"
+
+
+def test_the_slurm_launcher_config_composes(tmp_path: Path):
+    result = run_sepkit(
+        "train",
+        "hydra/launcher=slurm_ddp",
+        "hydra.launcher.nodes=2",
+        "--cfg",
+        "hydra",
+        cwd=tmp_path,
+        check=True,
+    )
+    assert "SlurmLauncher" in result.stdout
+    assert "nodes: 2" in result.stdout

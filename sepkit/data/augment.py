@@ -7,8 +7,13 @@ the sources tensor (sources, channels, time) in turn, and the mixture is the sum
 
 Every piece takes a ``numpy.random.Generator`` seeded from (seed, epoch, index), so an item is
 the same in any DataLoader worker, on any DDP rank and after resuming. Pieces are plain
-picklable classes so DataLoader workers can receive them. Demucs's augmentations (random shift,
-channel flip, sign flip, per-source scale, remix within the batch) belong here too.
+picklable classes so DataLoader workers can receive them.
+
+Demucs v2 trains with a random shift of each source (``RandomShift``), a channel flip
+(``RandomChannelSwap`` with probability 0.5), a sign flip (``RandomSignFlip``), a gain per
+source (``RandomGain`` over U(0.25, 1.25)) and a remix of sources across the items of a batch
+(``RemixBatch``, the one piece that works on a batch: the trainer applies a dataset's
+``batch_augmentation`` on the device, after each step's seed is set).
 """
 
 from typing import Protocol
@@ -20,7 +25,11 @@ from sepkit.errors import SepkitError
 
 
 class SourceAugmentation(Protocol):
-    """Transforms one item's sources (sources, channels, time) using the item's generator."""
+    """Transforms one item's sources (sources, channels, time) using the item's generator.
+
+    A piece that shortens the item (``RandomShift``) says by how many frames in an
+    ``extra_frames`` attribute, and the dataset reads that many more.
+    """
 
     def __call__(self, sources: torch.Tensor, rng: np.random.Generator) -> torch.Tensor: ...
 
@@ -103,14 +112,105 @@ class RandomChannelSwap:
         return f"RandomChannelSwap(probability={self.probability})"
 
 
+class RandomShift:
+    """Reads each source from its own random offset (Demucs's random shift).
+
+    The dataset reads ``max_shift`` frames more than the segment (``extra_frames``); each
+    source keeps the segment starting at an offset drawn uniformly from [0, max_shift], so
+    the sources of one excerpt are misaligned by up to ``max_shift`` frames (Demucs: one
+    second). (sources, channels, segment + max_shift) -> (sources, channels, segment).
+    """
+
+    def __init__(self, max_shift: int):
+        if max_shift < 0:
+            raise SepkitError(f"dataset.shift gives {max_shift} frames: use a value >= 0")
+        self.max_shift = int(max_shift)
+        self.extra_frames = self.max_shift
+
+    def __call__(self, sources: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        length = sources.shape[-1] - self.max_shift
+        offsets = rng.integers(0, self.max_shift + 1, size=sources.shape[0])
+        return torch.stack(
+            [source[:, offset : offset + length] for source, offset in zip(sources, offsets)]
+        )
+
+    def __repr__(self) -> str:
+        return f"RandomShift(max_shift={self.max_shift})"
+
+
+class RandomSignFlip:
+    """Inverts each source's polarity independently with ``probability`` (Demucs: 0.5)."""
+
+    def __init__(self, probability: float = 0.5):
+        if not 0 <= probability <= 1:
+            raise SepkitError(
+                f"dataset.sign_flip_probability={probability} is invalid: use a value in [0, 1]"
+            )
+        self.probability = probability
+
+    def __call__(self, sources: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        flip = rng.random(sources.shape[0]) < self.probability
+        signs = torch.as_tensor(np.where(flip, -1.0, 1.0), dtype=sources.dtype)
+        return sources * signs[:, None, None]
+
+    def __repr__(self) -> str:
+        return f"RandomSignFlip(probability={self.probability})"
+
+
+class RemixBatch:
+    """Makes new mixtures from the sources of different items of a batch (Demucs's remix).
+
+    The batch is cut into groups of ``group_size`` consecutive items (a shorter last group
+    keeps the rest); within a group, each source (and what the mixture holds besides the
+    targets) is taken from an item chosen by a random permutation of its own, and the
+    mixture is their sum. Demucs uses groups of 4, so that the chance of two sources of one
+    track staying together does not depend on the batch size.
+
+    ``(mixture (batch, channels, time), sources (batch, sources, channels, time))`` -> the
+    same shapes; randomness from torch's generator on the tensors' device (the trainer seeds
+    it per step).
+    """
+
+    def __init__(self, group_size: int = 4):
+        if group_size < 1:
+            raise SepkitError(f"dataset.remix_group_size={group_size}: use 1 or more (0 disables)")
+        self.group_size = int(group_size)
+
+    def __call__(
+        self, mixture: torch.Tensor, sources: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rest = mixture - sources.sum(dim=1)  # non-target stems (zero when all are targets)
+        streams = torch.cat([sources, rest.unsqueeze(1)], dim=1)
+        batch, nb_streams = streams.shape[:2]
+        order = torch.empty(batch, nb_streams, dtype=torch.long, device=streams.device)
+        for start in range(0, batch, self.group_size):
+            size = min(self.group_size, batch - start)
+            scores = torch.rand(size, nb_streams, device=streams.device)
+            order[start : start + size] = start + scores.argsort(dim=0)
+        remixed = streams[order, torch.arange(nb_streams, device=streams.device)]
+        return remixed.sum(dim=1), remixed[:, :-1].contiguous()
+
+    def __repr__(self) -> str:
+        return f"RemixBatch(group_size={self.group_size})"
+
+
 def source_augmentations(
-    gain_min: float = 1.0, gain_max: float = 1.0, channel_swap_probability: float = 0.0
+    gain_min: float = 1.0,
+    gain_max: float = 1.0,
+    channel_swap_probability: float = 0.0,
+    shift_frames: int = 0,
+    sign_flip_probability: float = 0.0,
 ) -> list[SourceAugmentation]:
     """The augmentation chain a dataset's options ask for; a piece that would do nothing
-    (gain range [1, 1], swap probability 0) is left out."""
+    (gain range [1, 1], probability 0, no shift) is left out. The shift comes first, so the
+    other pieces work on the segment only."""
     pieces: list[SourceAugmentation] = []
+    if shift_frames > 0:
+        pieces.append(RandomShift(shift_frames))
     if (gain_min, gain_max) != (1.0, 1.0):
         pieces.append(RandomGain(gain_min, gain_max))
     if channel_swap_probability > 0:
         pieces.append(RandomChannelSwap(channel_swap_probability))
+    if sign_flip_probability > 0:
+        pieces.append(RandomSignFlip(sign_flip_probability))
     return pieces

@@ -17,7 +17,7 @@ import soundfile
 import torch
 from torch.utils.data import Dataset
 
-from sepkit.data.augment import SourceAugmentation, choose_excerpts
+from sepkit.data.augment import RemixBatch, SourceAugmentation, choose_excerpts
 from sepkit.errors import SepkitError
 
 
@@ -147,7 +147,8 @@ class TrainingSegments(Dataset):
     """Random training segments, augmented; deterministic in (seed, epoch, index).
 
     ``dataset[index]`` or ``dataset[epoch, index]`` returns (mixture (channels, time),
-    sources (targets, channels, time)) float32, ``segment_frames`` long. All randomness of an
+    sources (targets, channels, time)) float32, ``segment_frames`` read (less the
+    ``extra_frames`` of a shortening augmentation such as a random shift). All randomness of an
     item comes from ``numpy.random.default_rng([seed, epoch, index])``, so a sampler that
     yields (epoch, index) pairs gets new segments every epoch and the same ones on resume, in
     any worker or rank. Item ``index`` belongs to track ``index // samples_per_track``. Every
@@ -274,6 +275,7 @@ class SeparationData:
         seed: int,
         mix_tracks: bool,
         augmentations: list[SourceAugmentation],
+        remix_group_size: int = 0,
     ):
         targets = list(targets)
         if not targets or len(set(targets)) != len(targets):
@@ -298,6 +300,8 @@ class SeparationData:
         self.seed = int(seed)
         self.mix_tracks = bool(mix_tracks)
         self.augmentations = list(augmentations)
+        # applied by the trainer to each training batch on the device (None: nothing)
+        self.batch_augmentation = RemixBatch(remix_group_size) if remix_group_size else None
         self._tracks: dict[str, list[Track]] = {}
 
     def _split_tracks(self, split: str) -> list[Track] | None:
@@ -339,10 +343,12 @@ class SeparationData:
         return max(1, round(self.segment * self.sample_rate))
 
     def training_set(self) -> TrainingSegments:
-        """Random augmented segments: ``samples_per_track`` items per training track."""
+        """Random augmented segments: ``samples_per_track`` items per training track. Pieces
+        that shorten an item (a random shift) get the extra frames they consume."""
+        extra_frames = sum(getattr(piece, "extra_frames", 0) for piece in self.augmentations)
         return TrainingSegments(
             self.train_tracks(),
-            segment_frames=self.segment_frames,
+            segment_frames=self.segment_frames + extra_frames,
             samples_per_track=self.samples_per_track,
             nb_channels=self.nb_channels,
             seed=self.seed,

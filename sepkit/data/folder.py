@@ -48,6 +48,9 @@ class FolderData(SeparationData):
         gain_min: float = 0.25,
         gain_max: float = 1.25,
         channel_swap_probability: float = 0.5,
+        shift: float = 0.0,
+        sign_flip_probability: float = 0.0,
+        remix_group_size: int = 0,
     ):
         super().__init__(
             targets=targets,
@@ -59,7 +62,14 @@ class FolderData(SeparationData):
             valid_segment=valid_segment,
             seed=seed,
             mix_tracks=mix_tracks,
-            augmentations=source_augmentations(gain_min, gain_max, channel_swap_probability),
+            augmentations=source_augmentations(
+                gain_min,
+                gain_max,
+                channel_swap_probability,
+                shift_frames=round(shift * sample_rate),
+                sign_flip_probability=sign_flip_probability,
+            ),
+            remix_group_size=remix_group_size,
         )
         if root is None:
             raise SepkitError("no dataset folder given: set dataset.root=<folder>")

@@ -77,6 +77,12 @@ class MUSDBData(SeparationData):
             random track mix); False keeps all sources of an item from one excerpt.
         gain_min, gain_max: range of the random linear gain per source (1, 1 disables).
         channel_swap_probability: probability of swapping left/right per source (0 disables).
+        shift: seconds; each source starts at its own random offset up to this far into a
+            read that much longer (Demucs: 1; 0 disables).
+        sign_flip_probability: probability of inverting each source's polarity (Demucs:
+            0.5; 0 disables).
+        remix_group_size: remix sources across the items of each training batch, within
+            groups of this many items (Demucs: 4; 0 disables).
     """
 
     def __init__(
@@ -97,6 +103,9 @@ class MUSDBData(SeparationData):
         gain_min: float = 0.25,
         gain_max: float = 1.25,
         channel_swap_probability: float = 0.5,
+        shift: float = 0.0,
+        sign_flip_probability: float = 0.0,
+        remix_group_size: int = 0,
     ):
         super().__init__(
             targets=targets,
@@ -108,7 +117,14 @@ class MUSDBData(SeparationData):
             valid_segment=valid_segment,
             seed=seed,
             mix_tracks=mix_tracks,
-            augmentations=source_augmentations(gain_min, gain_max, channel_swap_probability),
+            augmentations=source_augmentations(
+                gain_min,
+                gain_max,
+                channel_swap_probability,
+                shift_frames=round(shift * sample_rate),
+                sign_flip_probability=sign_flip_probability,
+            ),
+            remix_group_size=remix_group_size,
         )
         unknown = [target for target in self.targets if target not in MUSDB_STEMS]
         if unknown:

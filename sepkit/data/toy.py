@@ -408,6 +408,9 @@ class ToyMUSDB(MUSDBData):
         gain_min: float = 0.25,
         gain_max: float = 1.25,
         channel_swap_probability: float = 0.5,
+        shift: float = 0.0,
+        sign_flip_probability: float = 0.0,
+        remix_group_size: int = 0,
     ):
         generator_arguments = {
             "seed": toy_seed,
@@ -436,4 +439,7 @@ class ToyMUSDB(MUSDBData):
             gain_min=gain_min,
             gain_max=gain_max,
             channel_swap_probability=channel_swap_probability,
+            shift=shift,
+            sign_flip_probability=sign_flip_probability,
+            remix_group_size=remix_group_size,
         )
