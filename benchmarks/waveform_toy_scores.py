@@ -29,10 +29,14 @@ from sepkit.checkpoint import build_model, find_checkpoint, load_checkpoint
 from sepkit.data.base import read_track
 from sepkit.losses.pit import apply_permutation, best_permutation
 from sepkit.metrics.sdr import sdr, si_sdr
+from sepkit.models.base import InferenceOptions
 
 
-def score_run(run_dir: Path) -> tuple[str, dict[str, dict[str, float]], float]:
-    """(model name, {target: {metric: mean over tracks}}, seconds of separation)."""
+def score_run(
+    run_dir: Path, options: InferenceOptions | None = None
+) -> tuple[str, dict[str, dict[str, float]], float]:
+    """(model name, {target: {metric: mean over tracks}}, seconds of separation), separating
+    with ``options`` (default: ``InferenceOptions()``)."""
     checkpoint = load_checkpoint(find_checkpoint(run_dir))
     model = build_model(checkpoint).eval()
     config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
@@ -47,7 +51,7 @@ def score_run(run_dir: Path) -> tuple[str, dict[str, dict[str, float]], float]:
         mixture, sources = read_track(track, nb_channels=model.nb_channels)
         started = time.perf_counter()
         with torch.no_grad():
-            estimates = model.separate(mixture.unsqueeze(0))[0]
+            estimates = model.separate(mixture.unsqueeze(0), options)[0]
         seconds += time.perf_counter() - started
         if speech:
             pairwise = -si_sdr(estimates.unsqueeze(1), sources.unsqueeze(0)).mean(-1)
@@ -75,14 +79,21 @@ def score_run(run_dir: Path) -> tuple[str, dict[str, dict[str, float]], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument(
+        "--niter",
+        type=int,
+        default=InferenceOptions.niter,
+        help="Wiener filter iterations of spectrogram models (0: their masks on the mixture)",
+    )
     arguments = parser.parse_args()
+    options = InferenceOptions(niter=arguments.niter)
     print(
         "| run | model | target | SDR | SDR of mixture | SDRi | SDR of mixture / sources "
         "| SI-SDR | SI-SDRi |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for run_dir in arguments.run_dirs:
-        name, means, _ = score_run(run_dir)
+        name, means, _ = score_run(run_dir, options)
         rows = list(means.items())
         averaged = {
             metric: statistics.fmean(values[metric] for _, values in rows) for metric in rows[0][1]

@@ -234,7 +234,7 @@ class ToySpeech(WSJ0Mix):
     ``<cache>/toy-speech-<hash of the parameters>``. ``toy_seed``, ``nb_train``,
     ``nb_valid``, ``nb_test``, ``min_duration`` and ``max_duration`` (seconds) choose the
     generated set; ``n_src`` and ``sample_rate`` both generate and read it; the other arguments
-    are ``WSJ0Mix``'s.
+    are ``WSJ0Mix``'s (``nb_channels``: channels served, the generated files are mono).
     """
 
     def __init__(
@@ -256,6 +256,7 @@ class ToySpeech(WSJ0Mix):
         cache_dir: str | None = None,
         gain_min: float = 1.0,
         gain_max: float = 1.0,
+        nb_channels: int = 1,
     ):
         generator_arguments = {
             "n_src": n_src,
@@ -283,4 +284,5 @@ class ToySpeech(WSJ0Mix):
             cache_dir=cache_dir,
             gain_min=gain_min,
             gain_max=gain_max,
+            nb_channels=nb_channels,
         )
