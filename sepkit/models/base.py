@@ -57,6 +57,11 @@ class SeparationModel(nn.Module, abc.ABC):
     """
 
     outputs: ClassVar[tuple[str, ...]] = ("waveforms",)
+    # Seconds of audio separation gives the model at once unless told otherwise: longer
+    # inputs are cut into overlapping segments of this length and cross-faded, so memory
+    # does not grow with the input (sepkit.separate). Models that gain from long context
+    # and whose memory per second is small may set more.
+    segment_seconds: ClassVar[float] = 10.0
     sample_rate: int
     targets: list[str]
     nb_channels: int
