@@ -7,6 +7,8 @@ window) load with ``strict=True``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -114,17 +116,30 @@ class ISTFT(nn.Module):
         if flat.dtype not in (torch.complex64, torch.complex128):
             flat = flat.to(torch.complex64)
         real_dtype = torch.float64 if flat.dtype == torch.complex128 else torch.float32
-        waveform = torch.istft(
-            flat,
-            self.n_fft,
-            self.hop_length,
-            window=self.window.to(real_dtype),
-            center=self.center,
-            normalized=False,
-            onesided=True,
-            length=length,
-        )
-        return waveform.reshape(*leading, waveform.shape[-1])
+        window = self.window.to(real_dtype)
+        # One signal at a time: torch.istft holds every frame's n_fft samples before adding
+        # them up, n_fft / hop_length times the output's size (4x for Open-Unmix); for all
+        # sources and channels of a long input at once that would be the largest allocation
+        # of a whole separation.
+        if flat.shape[0] == 0:  # no signals: an empty batch of the length istft gives
+            flat = flat.new_zeros((1, *flat.shape[1:]))
+        waveforms = None
+        for index, signal in enumerate(flat):
+            waveform = torch.istft(
+                signal,
+                self.n_fft,
+                self.hop_length,
+                window=window,
+                center=self.center,
+                normalized=False,
+                onesided=True,
+                length=length,
+            )
+            if waveforms is None:
+                waveforms = waveform.new_empty((flat.shape[0], waveform.shape[-1]))
+            waveforms[index] = waveform
+        waveforms = waveforms[: math.prod(leading)]
+        return waveforms.reshape(*leading, waveforms.shape[-1])
 
 
 def bandwidth_to_max_bin(sample_rate: float, n_fft: int, bandwidth: float) -> int:
