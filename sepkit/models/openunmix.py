@@ -108,6 +108,10 @@ class OpenUnmixSeparator(SpectrogramModel):
     the published models.
     """
 
+    # The BLSTM gains from long context, and separating costs about 15 MB per second of
+    # segment with the published sizes (sepkit.separate; benchmarks/separate.py).
+    segment_seconds = 60.0
+
     def __init__(
         self,
         targets: list[str],
