@@ -735,10 +735,10 @@ class StemWriter:
         """(stems, channels, time) float32."""
         if stems.shape[-1] == 0:
             return
-        magnitude = stems.abs()
-        self._peak = max(self._peak, float(magnitude.max()))
-        self._over_full_scale += int((magnitude > 1).sum())
-        self._samples += magnitude.numel()
+        lowest, highest = torch.aminmax(stems)
+        self._peak = max(self._peak, float(highest), -float(lowest))
+        self._over_full_scale += int((stems > 1).sum() + (stems < -1).sum())
+        self._samples += stems.numel()
         for stem, audio in zip(self.stems, stems, strict=True):
             self._scratch[stem].write(np.ascontiguousarray(audio.numpy().T))
 
