@@ -108,7 +108,7 @@ def fade_weights(length: int, fade_in: int, fade_out: int) -> Tensor:
     linear ramp down over the last ``fade_out``.
 
     The ramp values are (i + 0.5) / n, so a ramp down and the next segment's ramp up over
-    the same n samples add up to exactly one.
+    the same n samples add up to one, and no sample gets a zero weight.
     """
     weights = torch.ones(length)
     if fade_in:
@@ -186,7 +186,7 @@ class SegmentedSeparation:
         fade_out = 0 if last else self.overlap_length
         if fade_in or fade_out:
             stems = stems * fade_weights(segment.shape[-1], fade_in, fade_out)
-        if not first:
+        if fade_in:
             stems[..., :fade_in] += self._carry
         if last:
             self._carry = None
@@ -371,29 +371,30 @@ class Separator:
     ) -> None:
         from sepkit.train import select_device
 
-        if not isinstance(device, torch.device):
-            device = select_device(str(device), setting="device")
-        self.device = device
-        self.model = model.to(self.device).eval()
-        self.options = InferenceOptions(
-            niter=niter, softmask=softmask, residual=residual, wiener_win_len=wiener_win_len
-        )
-        self.amp = amp
-        self.shifts = shifts
-        self.seed = seed
-        _check_shifts_available(shifts)
         if niter < 0:
             raise SepkitError(f"niter={niter}: use 0 or more EM iterations")
         if wiener_win_len is not None and wiener_win_len < 1:
             raise SepkitError(f"wiener_win_len={wiener_win_len}: use a positive number or null")
         if not 0 <= overlap <= 0.5:
             raise SepkitError(f"overlap={overlap}: use a fraction of a segment in [0, 0.5]")
-        self.overlap = overlap
-        self.segment = model.segment_seconds if segment is None else segment
-        if self.segment <= 0:
+        if segment is not None and segment <= 0:
             raise SepkitError(f"segment={segment}: use a positive number of seconds or null")
+        _check_shifts_available(shifts)
         sources = [*model.targets, *(["residual"] if residual else [])]
         self.stems, self._stem_sources = _stem_plan(sources, targets, two_stems)
+        self._stems_are_sources = self._stem_sources == [[i] for i in range(len(sources))]
+        self.options = InferenceOptions(
+            niter=niter, softmask=softmask, residual=residual, wiener_win_len=wiener_win_len
+        )
+        self.segment = model.segment_seconds if segment is None else segment
+        self.overlap = overlap
+        self.shifts = shifts
+        self.seed = seed
+        self.amp = amp
+        if not isinstance(device, torch.device):
+            device = select_device(str(device), setting="device")
+        self.device = device
+        self.model = model.to(device).eval()
 
     # -- construction ------------------------------------------------------------------
 
@@ -431,7 +432,7 @@ class Separator:
 
     def select_stems(self, sources: Tensor) -> Tensor:
         """(sources, channels, time) of the model -> (stems, channels, time) to write."""
-        if self._stem_sources == [[i] for i in range(sources.shape[0])]:
+        if self._stems_are_sources:
             return sources
         return torch.stack([sources[indices].sum(0) for indices in self._stem_sources])
 

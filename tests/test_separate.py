@@ -115,6 +115,29 @@ def test_input_of_one_segment_is_separated_whole_as_the_model_does():
         assert torch.equal(stems[target], expected[index])
 
 
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_long_input_is_separated_in_segments_of_the_chosen_length(overlap: float):
+    """3.7 s in segments of 1 s: full segments, then the rest; overlaps as asked."""
+    model = tiny_model()
+    lengths = []
+    separate_whole = model.separate
+
+    def separate_recording_length(mixture, options=None):
+        lengths.append(mixture.shape[-1])
+        return separate_whole(mixture, options)
+
+    model.separate = separate_recording_length
+    audio = torch.from_numpy(song(3.7).T.copy())
+
+    stems = Separator(model, device="cpu", segment=1.0, overlap=overlap).separate(audio, RATE)
+
+    overlap_length = round(overlap * RATE)
+    assert lengths[:-1] == [RATE] * (len(lengths) - 1)
+    assert sum(lengths) - (len(lengths) - 1) * overlap_length == audio.shape[-1]
+    assert all(stem.shape == audio.shape for stem in stems.values())
+    assert all(torch.isfinite(stem).all() for stem in stems.values())
+
+
 def test_reading_a_file_in_blocks_gives_what_the_array_gives(run_dir: Path, tmp_path: Path):
     """Streaming from disk (blocks of 3 s, segments of 1 s, resampled from 32 kHz) gives
     exactly the in-memory result: segment boundaries depend only on the position."""
