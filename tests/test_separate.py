@@ -414,3 +414,31 @@ def test_bad_settings_fail_before_anything_is_written(
     assert status != 0
     assert phrase in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_help_lists_the_keys(capsys):
+    assert separate("--help") == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: sepkit separate")
+    for key in ("checkpoint", "pretrained", "two_stems", "segment", "overwrite", "subtype"):
+        assert key in usage
+
+
+def test_stems_folder_is_named_after_the_model_or_its_run(tmp_path: Path):
+    from omegaconf import OmegaConf
+
+    from sepkit.separate import model_name
+
+    run = save_run(tmp_path / "runs" / "2026-11-22" / "10-00-00", tiny_model())
+    named = save_run(tmp_path / "runs" / "vocals-big", tiny_model())
+
+    def name(**keys) -> str:
+        return model_name(OmegaConf.create({"name": None, "checkpoint": None, "pretrained": None,
+                                            **keys}))  # fmt: skip
+
+    assert name() == "umxhq"
+    assert name(pretrained="umxl") == "umxl"
+    assert name(checkpoint=str(run)) == "2026-11-22_10-00-00"
+    assert name(checkpoint=str(run / "checkpoints" / "best.pt")) == "2026-11-22_10-00-00"
+    assert name(checkpoint=str(named)) == "vocals-big"
+    assert name(checkpoint=str(run), name="mine") == "mine"
