@@ -15,9 +15,10 @@ import pytest
 import soundfile
 import torch
 
+from sepkit import Separator
 from sepkit.checkpoint import save_checkpoint
 from sepkit.models.openunmix import OpenUnmixSeparator
-from sepkit.separate import SegmentedSeparation, Separator, fade_weights, main
+from sepkit.separate import SegmentedSeparation, fade_weights, main
 from tests.conftest import run_sepkit
 
 RATE = 44100
