@@ -103,7 +103,7 @@ class SeparateConfig:
     softmask: bool = False
     wiener_win_len: int | None = 300
     segment: float | None = None
-    overlap: float = 0.25
+    overlap: float | None = None
     shifts: int = 0
     seed: int = 0
     device: str = "auto"

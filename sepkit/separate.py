@@ -14,9 +14,9 @@ and is the same for every model: models are driven only through
   own; any other count is an error (downmix first).
 - Length: inputs longer than one segment (``segment`` seconds, the model's
   ``segment_seconds`` by default) are separated in segments sharing ``overlap`` of their
-  length with the next, cross-faded with linear ramps that sum to one, so memory does
-  not grow with the input's length. An input shorter than one segment is separated
-  whole, exactly as ``model.separate`` would.
+  length with the next (the model's ``segment_overlap`` by default), cross-faded with
+  linear ramps that sum to one, so memory does not grow with the input's length. An
+  input shorter than one segment is separated whole, exactly as ``model.separate`` would.
 - Writing: stems go to float32 scratch files beside their final place while separating,
   then to the requested format and subtype (integer subtypes: stems rescaled or clamped
   to full scale, with a warning saying how much), under temporary names renamed into
@@ -363,7 +363,7 @@ class Separator:
         softmask: bool = False,
         wiener_win_len: int | None = 300,
         segment: float | None = None,
-        overlap: float = 0.25,
+        overlap: float | None = None,
         shifts: int = 0,
         seed: int = 0,
         device: str | torch.device = "auto",
@@ -375,7 +375,7 @@ class Separator:
             raise SepkitError(f"niter={niter}: use 0 or more EM iterations")
         if wiener_win_len is not None and wiener_win_len < 1:
             raise SepkitError(f"wiener_win_len={wiener_win_len}: use a positive number or null")
-        if not 0 <= overlap <= 0.5:
+        if overlap is not None and not 0 <= overlap <= 0.5:
             raise SepkitError(f"overlap={overlap}: use a fraction of a segment in [0, 0.5]")
         if segment is not None and segment <= 0:
             raise SepkitError(f"segment={segment}: use a positive number of seconds or null")
@@ -387,7 +387,7 @@ class Separator:
             niter=niter, softmask=softmask, residual=residual, wiener_win_len=wiener_win_len
         )
         self.segment = model.segment_seconds if segment is None else segment
-        self.overlap = overlap
+        self.overlap = model.segment_overlap if overlap is None else overlap
         self.shifts = shifts
         self.seed = seed
         self.amp = amp

@@ -110,9 +110,11 @@ class OpenUnmixSeparator(SpectrogramModel):
     the published models.
     """
 
-    # The BLSTM gains from long context, and separating costs about 15 MB per second of
-    # segment with the published sizes (sepkit.separate; benchmarks/separate.py).
+    # The BLSTM gains from long context, and separating costs about 12 MB per second of
+    # segment with the published sizes (sepkit.separate; benchmarks/separate.py); 6 s of
+    # cross-fade give each segment's edges context enough.
     segment_seconds = 60.0
+    segment_overlap = 0.1
 
     def __init__(
         self,
