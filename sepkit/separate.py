@@ -999,7 +999,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"error: {failure}", file=sys.stderr)
             failures += 1
             continue
-        except OSError as failure:  # disk full, permission denied, ...
+        except (OSError, soundfile.LibsndfileError) as failure:  # disk full, no permission
             print(f"error: {file}: {failure}", file=sys.stderr)
             failures += 1
             continue
