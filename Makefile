@@ -33,11 +33,15 @@ test: install ffmpeg
 	$(BIN)/python -m pytest -q
 
 # Train a small Open-Unmix on the generated toy set (a few minutes on two CPU cores),
-# separate a toy test song with it and score it against the mixture baseline.
+# then separate a toy test song with the run's best checkpoint.
+TOY_TEST_SONG := from sepkit.data.toy import ToyMUSDB; print(ToyMUSDB().test_tracks()[0].mixture)
 demo: install ffmpeg
 	@RUN=runs/demo/$$(date +%Y-%m-%d_%H-%M-%S); \
 	$(BIN)/sepkit train experiment=umx_toy_demo hydra.run.dir=$$RUN && \
-	echo "run directory: $$RUN"
+	echo "run directory: $$RUN" && \
+	SONG=$$($(BIN)/python -c "$(TOY_TEST_SONG)") && \
+	$(BIN)/sepkit separate "$$SONG" checkpoint=$$RUN out_dir=$$RUN name=separated && \
+	echo "stems of $$SONG: $$RUN/separated/"
 
 lint: install
 	$(BIN)/ruff check sepkit tests benchmarks

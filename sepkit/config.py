@@ -11,6 +11,7 @@ hand-written dataclasses below.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 import types
 import typing
@@ -66,6 +67,54 @@ class TrainConfig:
     scheduler: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     resume: str | None = None
+
+
+class AudioFormat(enum.Enum):
+    wav = "WAV"
+    flac = "FLAC"
+
+
+class AudioSubtype(enum.Enum):
+    PCM_16 = "PCM_16"
+    PCM_24 = "PCM_24"
+    FLOAT = "FLOAT"
+
+
+class ClipMode(enum.Enum):
+    rescale = "rescale"  # scale all stems of a track by one factor so the peak fits
+    clamp = "clamp"  # cut what exceeds full scale
+
+
+@dataclass
+class SeparateConfig:
+    """``sepkit separate``: which model, how to separate, how to write the stems.
+
+    configs/separate.yaml holds the defaults with a comment per key.
+    """
+
+    defaults: list[Any] = field(default_factory=list)
+    checkpoint: str | None = None
+    pretrained: str | None = None
+    out_dir: str = "separated"
+    name: str | None = None
+    targets: list[str] | None = None
+    two_stems: str | None = None
+    residual: bool = False
+    niter: int = 1
+    softmask: bool = False
+    wiener_win_len: int | None = 300
+    segment: float | None = None
+    overlap: float | None = None
+    shifts: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    threads: int | None = None
+    format: AudioFormat = AudioFormat.wav
+    subtype: AudioSubtype = AudioSubtype.PCM_16
+    clip: ClipMode = ClipMode.rescale
+    overwrite: bool = False
+    progress: bool = True
 
 
 _SIMPLE_TYPES = (int, float, str, bool)
@@ -162,6 +211,7 @@ def register_schemas() -> None:
         return
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
+    store.store(name="separate_schema", node=SeparateConfig)
     for group in CONFIG_GROUPS_WITH_TARGETS:
         for class_name, target in _targets_in_group(group).items():
             schema = schema_from_signature(target)

@@ -45,8 +45,11 @@ log = logging.getLogger("sepkit.train")
 # -- devices and processes ---------------------------------------------------------------
 
 
-def select_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA (this process's local GPU), then MPS, then the CPU."""
+def select_device(name: str, local_rank: int = 0, setting: str = "trainer.device") -> torch.device:
+    """``auto`` picks CUDA (this process's local GPU), then MPS, then the CPU.
+
+    ``setting`` is the config key named in error messages.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -57,12 +60,12 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise SepkitError(
-            f"trainer.device={name!r} is not a device: use auto, cpu, cuda, cuda:N or mps"
+            f"{setting}={name!r} is not a device: use auto, cpu, cuda, cuda:N or mps"
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SepkitError(f"trainer.device={name}: CUDA is not available here; use auto or cpu")
+        raise SepkitError(f"{setting}={name}: CUDA is not available here; use auto or cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise SepkitError(f"trainer.device={name}: MPS is not available here; use auto or cpu")
+        raise SepkitError(f"{setting}={name}: MPS is not available here; use auto or cpu")
     return device
 
 

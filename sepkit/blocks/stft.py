@@ -93,6 +93,13 @@ class ISTFT(nn.Module):
 
     The exact inverse of :class:`STFT` with the same settings (overlap-add with the
     squared-window normalisation of ``torch.istft``); ``length`` trims or pads the output.
+
+    When the hop divides ``n_fft`` (Open-Unmix: 4096 / 1024) the overlap-add is done here
+    as ``n_fft / hop_length`` shifted additions of frame pieces, twice as fast as
+    ``torch.istft``'s, and signal by signal: the frames of every source and channel of a
+    long input at once would be the largest allocation of a whole separation (four times
+    the output for Open-Unmix). Other hops go through ``torch.istft``, also signal by
+    signal.
     """
 
     def __init__(
@@ -113,18 +120,60 @@ class ISTFT(nn.Module):
         flat = spectrogram.reshape(-1, *spectrogram.shape[-2:])
         if flat.dtype not in (torch.complex64, torch.complex128):
             flat = flat.to(torch.complex64)
-        real_dtype = torch.float64 if flat.dtype == torch.complex128 else torch.float32
-        waveform = torch.istft(
-            flat,
+        window = self.window.to(flat.real.dtype)
+        frames = flat.shape[-1]
+        start = self.n_fft // 2 if self.center else 0
+        full_length = self.n_fft + self.hop_length * (frames - 1)
+        if length is None:
+            length = full_length - 2 * start
+        envelope = None
+        if self.n_fft % self.hop_length == 0 and frames > 0:
+            envelope = self._window_envelope(window, frames)[start : start + length]
+            if envelope.numel() and envelope.min() < 1e-11:
+                envelope = None  # not invertible: torch.istft says so
+        waveforms = flat.real.new_zeros((flat.shape[0], length))
+        for index, signal in enumerate(flat):
+            if envelope is None:
+                waveforms[index] = self._torch_istft(signal, window, length)
+            else:
+                waveform = self._overlap_add(signal, window)[start : start + length]
+                waveforms[index, : waveform.shape[-1]] = waveform
+        if envelope is not None:
+            waveforms[:, : envelope.shape[-1]] /= envelope
+        return waveforms.reshape(*leading, length)
+
+    def _torch_istft(self, signal: Tensor, window: Tensor, length: int) -> Tensor:
+        return torch.istft(
+            signal,
             self.n_fft,
             self.hop_length,
-            window=self.window.to(real_dtype),
+            window=window,
             center=self.center,
             normalized=False,
             onesided=True,
             length=length,
         )
-        return waveform.reshape(*leading, waveform.shape[-1])
+
+    def _overlap_add(self, signal: Tensor, window: Tensor) -> Tensor:
+        """(freq, frames) -> (n_fft + hop_length * (frames - 1),): the frames' inverse FFTs,
+        windowed and added up."""
+        return self._add_frames(torch.fft.irfft(signal.T, n=self.n_fft).mul_(window))
+
+    def _window_envelope(self, window: Tensor, frames: int) -> Tensor:
+        """The squared window added up at every frame position: what the overlap-add of
+        windowed frames is divided by."""
+        return self._add_frames(window.square().expand(frames, -1))
+
+    def _add_frames(self, frame_signals: Tensor) -> Tensor:
+        """(frames, n_fft) -> (n_fft + hop_length * (frames - 1),): frame t starts at
+        t * hop_length, so its piece p (of hop_length samples) lands in hop block t + p."""
+        frames = frame_signals.shape[0]
+        pieces_per_frame = self.n_fft // self.hop_length
+        pieces = frame_signals.reshape(frames, pieces_per_frame, self.hop_length)
+        blocks = frame_signals.new_zeros((frames + pieces_per_frame - 1, self.hop_length))
+        for piece in range(pieces_per_frame):
+            blocks[piece : piece + frames] += pieces[:, piece]
+        return blocks.view(-1)
 
 
 def bandwidth_to_max_bin(sample_rate: float, n_fft: int, bandwidth: float) -> int:

@@ -61,6 +61,14 @@ class SeparationModel(nn.Module, abc.ABC):
     """
 
     outputs: ClassVar[tuple[str, ...]] = ("waveforms",)
+    # Seconds of audio separation gives the model at once unless told otherwise: longer
+    # inputs are cut into overlapping segments of this length and cross-faded, so memory
+    # does not grow with the input (sepkit.separate). Models that gain from long context
+    # and whose memory per second is small may set more. ``segment_overlap`` is the share
+    # of a segment cross-faded with the next: enough for the model's context at the edges
+    # (a long segment needs a smaller share).
+    segment_seconds: ClassVar[float] = 10.0
+    segment_overlap: ClassVar[float] = 0.25
     sample_rate: int
     targets: list[str]
     nb_channels: int
@@ -192,6 +200,7 @@ class SpectrogramModel(SeparationModel):
             residual=options.residual,
             window_frames=options.wiener_win_len,
         )
+        del magnitudes, mixture_spectrogram  # a third of the memory, freed before the iSTFT
         return self.istft(spectrograms, length=mixture.shape[-1])
 
 

@@ -94,7 +94,9 @@ class OpenUnmix(nn.Module):
         x = x.reshape(frames, batch, channels, self.nb_output_bins)
         x = self.output_normalization(x)
 
-        return self.mask(x).permute(1, 2, 3, 0) * mixture
+        # back to (batch, channels, bins, frames) with one blocked transpose: a product read
+        # through the transposed strides takes three times as long
+        return self.mask(x).permute(1, 2, 3, 0).contiguous() * mixture
 
 
 class OpenUnmixSeparator(SpectrogramModel):
@@ -107,6 +109,12 @@ class OpenUnmixSeparator(SpectrogramModel):
     ``bandwidth`` (Hz) crops the networks' input as Open-Unmix's ``max_bin``: 16 kHz for
     the published models.
     """
+
+    # The BLSTM gains from long context, and separating costs about 12 MB per second of
+    # segment with the published sizes (sepkit.separate; benchmarks/separate.py); 6 s of
+    # cross-fade give each segment's edges context enough.
+    segment_seconds = 60.0
+    segment_overlap = 0.1
 
     def __init__(
         self,
