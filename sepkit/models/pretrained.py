@@ -194,8 +194,11 @@ def load_open_unmix(name: str, device: torch.device | str = "cpu") -> Separation
 
 
 register_family(OPEN_UNMIX, load_open_unmix)
-# Other families of published models register here, e.g. demucs 2.0.3's (branch waveform):
-# register_family(pretrained_demucs.PRETRAINED, pretrained_demucs.load_pretrained_demucs)
+
+# demucs 2.0.3's published models (demucs, demucs_extra, demucs48_hq, tasnet, tasnet_extra)
+from sepkit.models import pretrained_demucs  # noqa: E402 (it imports this module lazily)
+
+register_family(pretrained_demucs.PRETRAINED, pretrained_demucs.load_pretrained_demucs)
 
 
 # -- Open-Unmix model folders (scripts/train.py's output) ----------------------------------

@@ -122,16 +122,11 @@ def load_pretrained_demucs(name: str, map_location: str | torch.device = "cpu") 
             f"pretrained={name!r} is not one of demucs's published models: use one of "
             f"{sorted(PRETRAINED)}"
         )
+    from sepkit.models.pretrained import _load_weights, load_hub_state_dict
+
     published = PRETRAINED[name]
-    try:
-        state_dict = torch.hub.load_state_dict_from_url(
-            published.url, map_location=map_location, check_hash=True, weights_only=True
-        )
-    except (OSError, RuntimeError) as error:  # URLError is an OSError
-        raise SepkitError(
-            f"pretrained={name}: could not fetch {published.url} ({error}); download it "
-            f"elsewhere and place it at {published.cache_path()}"
-        ) from None
+    label = f"pretrained={name}"
+    state_dict = load_hub_state_dict(published.url, label)
     model = published.build()
-    model.load_state_dict(state_dict, strict=True)
+    _load_weights(model, state_dict, label)
     return model.to(map_location).eval()
