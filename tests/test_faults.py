@@ -95,7 +95,6 @@ def test_five_kills_at_random_moments_then_resume_give_the_uninterrupted_weights
         last = run_dir / "checkpoints" / "last.pt"
         if last.exists():
             load_checkpoint(last)  # whatever the moment, the file on disk is complete
-        assert not list(run_dir.glob("checkpoints/.*partial*")) or True
     final = _start(run_dir)
     _, stderr = final.communicate(timeout=600)
     assert final.returncode == 0, stderr
