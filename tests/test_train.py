@@ -185,8 +185,11 @@ def test_torchrun_with_two_processes_writes_one_run_directory(tmp_path: Path):
 def test_a_slurm_task_started_by_submitit_finds_its_rank(monkeypatch: pytest.MonkeyPatch):
     from sepkit.train import Distributed
 
+    # submitit exports these into os.environ; setting them through monkeypatch first makes
+    # it restore their absence afterwards (leaked, they sent later runs to gpu07's store)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
     slurm = {
         "SUBMITIT_EXECUTOR": "slurm",
         "SLURM_JOB_ID": "4242",
