@@ -30,7 +30,8 @@ ffmpeg:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq ffmpeg >/dev/null; }
 
 test: install ffmpeg
-	$(BIN)/python -m pytest -q
+	# two workers for two cores; tests of one module share a worker (and its fixtures)
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope
 
 # Train a small Open-Unmix on the generated toy set (a few minutes on two CPU cores),
 # then separate a toy test song with the run's best checkpoint.

@@ -38,6 +38,10 @@ TINY_TRAINER = [
 ]
 TINY_TRAINING = [*TINY_MODEL, *TINY_TOY, *TINY_TRAINER]
 
+# `make test` runs two pytest workers (pytest-xdist) on a two-core machine: each test and
+# each sepkit it starts then takes one torch thread, so the two never fight over the cores.
+TEST_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -45,6 +49,9 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("sepkit-cache")
     os.environ["SEPKIT_CACHE"] = str(cache)
     os.environ.pop("MUSDB_PATH", None)
+    import torch
+
+    torch.set_num_threads(TEST_THREADS)
     return cache
 
 
@@ -58,7 +65,11 @@ def without_torchaudio(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run_sepkit(*arguments: str, cwd: Path | None = None, check: bool = False, timeout: int = 600):
     """Run the ``sepkit`` command in a fresh interpreter, as a user would."""
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "2"}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPOSITORY),
+        "OMP_NUM_THREADS": str(TEST_THREADS),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "sepkit", *arguments],
         cwd=cwd,

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sepkit.checkpoint import load_checkpoint
-from tests.conftest import REPOSITORY, TINY_TRAINING, run_sepkit
+from tests.conftest import REPOSITORY, TEST_THREADS, TINY_TRAINING, run_sepkit
 
 SETTINGS = [*TINY_TRAINING, "trainer.epochs=4", "trainer.steps_per_epoch=6"]
 
@@ -27,7 +27,7 @@ def _start(run_dir: Path, *arguments: str) -> subprocess.Popen:
         arguments = (*SETTINGS, f"hydra.run.dir={run_dir}", *arguments)
     return subprocess.Popen(
         [sys.executable, "-m", "sepkit", "train", *arguments],
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "2"},
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": str(TEST_THREADS)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,7 +15,7 @@ import soundfile
 import torch
 
 from sepkit.checkpoint import build_model, load_checkpoint
-from tests.conftest import REPOSITORY
+from tests.conftest import REPOSITORY, TEST_THREADS
 
 RECIPES = [
     "wsj0-2mix/mask_inference.sh",
@@ -30,7 +30,7 @@ def _run_recipe(script: str, run_dir: Path) -> subprocess.CompletedProcess:
         **os.environ,
         "SEPKIT": f"{sys.executable} -m sepkit",
         "PYTHONPATH": str(REPOSITORY),
-        "OMP_NUM_THREADS": "2",
+        "OMP_NUM_THREADS": str(TEST_THREADS),
     }
     return subprocess.run(
         ["bash", str(REPOSITORY / "recipes" / script), "--smoke", f"hydra.run.dir={run_dir}"],

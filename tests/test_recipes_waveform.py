@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sepkit.checkpoint import build_model, load_checkpoint
-from tests.conftest import REPOSITORY
+from tests.conftest import REPOSITORY, TEST_THREADS
 
 RECIPES = [
     "musdb18/demucs.sh",
@@ -30,7 +30,7 @@ def test_recipe_smoke_run_trains_and_leaves_a_checkpoint(recipe, tmp_path: Path)
         **os.environ,
         "PYTHONPATH": str(REPOSITORY),
         "SEPKIT": f"{sys.executable} -m sepkit",
-        "OMP_NUM_THREADS": "2",
+        "OMP_NUM_THREADS": str(TEST_THREADS),
     }
     result = subprocess.run(
         ["bash", str(REPOSITORY / "recipes" / recipe), "--smoke", f"hydra.run.dir={run_dir}"],
