@@ -61,3 +61,20 @@ def test_wheel_holds_the_configs_and_composes_outside_the_repository(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert "hidden_size: 32" in result.stdout
     assert "sepkit.models.openunmix.OpenUnmixSeparator" in result.stdout
+
+
+def test_public_names_of_models_losses_and_blocks_resolve():
+    import sepkit.blocks
+    import sepkit.losses
+    import sepkit.models
+
+    for package in (sepkit.models, sepkit.losses, sepkit.blocks):
+        for name in package.__all__:
+            assert getattr(package, name).__name__ == name, (package.__name__, name)
+    from sepkit.models import ConvTasNet, Demucs, OpenUnmix
+
+    assert {OpenUnmix.__module__, Demucs.__module__, ConvTasNet.__module__} == {
+        "sepkit.models.openunmix",
+        "sepkit.models.demucs",
+        "sepkit.models.convtasnet",
+    }

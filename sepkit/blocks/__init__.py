@@ -1,1 +1,53 @@
+"""Building blocks shared by the models: STFT, normalisation, recurrent and convolutional
+stacks, masks, embeddings, filterbanks, Wiener filtering.
 
+Imported on first use, so that importing one of them does not import all."""
+
+from importlib import import_module
+from typing import Any
+
+_MODULES = {
+    "BLSTMBottleneck": "strided_conv",
+    "BinEmbedding": "embedding",
+    "ChannelLayerNorm": "layer_norm",
+    "CumulativeLayerNorm": "layer_norm",
+    "DownsamplingBlock": "unet1d",
+    "FeatureBatchNorm": "normalization",
+    "GatedEncoder": "filterbank",
+    "GlobalLayerNorm": "layer_norm",
+    "ISTFT": "stft",
+    "InstanceNorm": "normalization",
+    "Interpolation": "unet1d",
+    "LearnedEncoder": "filterbank",
+    "LogMagnitude": "log_magnitude",
+    "Mask": "masks",
+    "OverlapAddDecoder": "filterbank",
+    "RecurrentTrunk": "trunk",
+    "RunningStatistics": "normalization",
+    "STFT": "stft",
+    "SameConv2d": "convolution",
+    "SameConvTranspose2d": "convolution",
+    "ShiftScale": "normalization",
+    "SincResample": "resample",
+    "StridedDecoderLayer": "strided_conv",
+    "StridedEncoderLayer": "strided_conv",
+    "TemporalBlock": "temporal_conv",
+    "TemporalConvNet": "temporal_conv",
+    "UpsamplingBlock": "unet1d",
+    "center_trim": "crop",
+    "kmeans": "kmeans",
+    "recurrent_stack": "recurrent",
+    "wiener": "wiener",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module 'sepkit.blocks' has no attribute {name!r}")
+    return getattr(import_module(f"sepkit.blocks.{_MODULES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
