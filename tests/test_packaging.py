@@ -70,7 +70,8 @@ def test_public_names_of_models_losses_and_blocks_resolve():
 
     for package in (sepkit.models, sepkit.losses, sepkit.blocks):
         for name in package.__all__:
-            assert getattr(package, name).__name__ == name, (package.__name__, name)
+            exported = getattr(package, name)
+            assert getattr(exported, "__name__", name) == name, (package.__name__, name)
     from sepkit.models import ConvTasNet, Demucs, OpenUnmix
 
     assert {OpenUnmix.__module__, Demucs.__module__, ConvTasNet.__module__} == {
