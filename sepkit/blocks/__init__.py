@@ -35,9 +35,7 @@ _MODULES = {
     "TemporalConvNet": "temporal_conv",
     "UpsamplingBlock": "unet1d",
     "center_trim": "crop",
-    "kmeans": "kmeans",
     "recurrent_stack": "recurrent",
-    "wiener": "wiener",
 }
 
 __all__ = sorted(_MODULES)
