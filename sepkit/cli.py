@@ -8,6 +8,7 @@ override syntax and takes audio files and folders as plain arguments.
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import shutil
 import sys
@@ -155,10 +156,22 @@ def _report_user_errors(task: Callable[[], object], run_dir: Path | None, job: s
     return None
 
 
-def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], program: str) -> None:
-    import hydra
+def _describe_os_error(error: OSError) -> str:
+    where = f"{error.filename}: " if error.filename else ""
+    message = f"{where}{error.strerror or error}"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        message += " (check the folder's permissions, or write elsewhere with hydra.run.dir=...)"
+    return message
 
-    from sepkit.config import config_dir, register_schemas
+
+def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], program: str) -> None:
+    """Run ``task`` as a Hydra application, with Hydra's errors (a bad override, a run
+    directory that cannot be made) as one line and exit status 2."""
+    import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sepkit.config import config_dir, describe_config_error, register_schemas
 
     register_schemas()
     _register_resolvers()
@@ -166,7 +179,20 @@ def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], progr
     application = hydra.main(
         config_path=str(config_dir()), config_name=config_name, version_base="1.3"
     )(task)
-    application()
+    if os.environ.get("HYDRA_FULL_ERROR"):  # the user asked for Hydra's own report
+        application()
+        return
+    # Hydra reports an exception over several lines and exits with status 1; this makes it
+    # pass the exception on instead, so that it is reported here in one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        application()
+    except (HydraException, OmegaConfBaseException) as error:
+        _fail(describe_config_error(error))
+    except OSError as error:  # the run directory cannot be made: read-only, disk full
+        _fail(_describe_os_error(error))
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 def train_task(cfg) -> None:  # noqa: ANN001  (Hydra passes a DictConfig)

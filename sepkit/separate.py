@@ -950,6 +950,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from sepkit.config import describe_config_error
+
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or any(a in ("-h", "--help") for a in arguments):
         print(USAGE, end="")
@@ -958,8 +960,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cfg = compose_config(overrides)
     except (HydraException, OmegaConfBaseException) as error:
-        cause = f"\n{error.__cause__}" if error.__cause__ else ""
-        _fail(f"{error}{cause}")
+        _fail(describe_config_error(error))
     if not inputs:
         _fail("no input: sepkit separate FILE|FOLDER ... [key=value ...]")
     found = find_inputs(inputs, skip=Path(cfg.out_dir).expanduser())
