@@ -186,7 +186,10 @@ def test_a_slurm_task_started_by_submitit_finds_its_rank(monkeypatch: pytest.Mon
     from sepkit.train import Distributed
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
+        # set, then delete: monkeypatch restores only variables it saw, and submitit's
+        # export sets these; left behind, the next test's sepkit waits for a torchrun peer
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     slurm = {
         "SUBMITIT_EXECUTOR": "slurm",
         "SLURM_JOB_ID": "4242",
