@@ -34,7 +34,7 @@ import torch
 from sepkit.checkpoint import load_checkpoint
 from sepkit.cli import main as sepkit_main
 from sepkit.models.convtasnet import ConvTasNet
-from tests.conftest import REPOSITORY, TINY_MODEL, TINY_TOY, TINY_TRAINER, TINY_TRAINING
+from tests.conftest import REPOSITORY, TINY_MODEL, TINY_TRAINER, TINY_TRAINING
 from tests.test_separate import MUSIC_TARGETS, RATE, save_run, song, tiny_model
 
 # One step of one epoch: the trained run only has to exist.
@@ -212,27 +212,32 @@ def truncated_checkpoint(workspace: Workspace) -> Path:
 STEMS = ["vocals", "drums", "bass", "other"]
 
 
-def stem_folder(workspace: Workspace, tweak: Callable[[Path], object] | None = None) -> Path:
-    """A folder dataset (``dataset=folder``) of three 1-second tracks; ``tweak`` spoils the
-    second track's folder."""
-    root = workspace.inputs / "stems"
+def write_stem_tracks(root: Path) -> Path:
+    """A folder dataset (``dataset=folder``) of three 1-second tracks in ``root``."""
     for number in range(3):
         track = root / "train" / f"track {number}"
         track.mkdir(parents=True)
         for index, stem in enumerate(STEMS):
             audio = song(1.0, seed=10 * number + index) * 0.5
             soundfile.write(track / f"{stem}.wav", audio, RATE, subtype="FLOAT")
+    return root
+
+
+def stem_folder(workspace: Workspace, tweak: Callable[[Path], object] | None = None) -> Path:
+    """``write_stem_tracks`` in the workspace; ``tweak`` spoils the second track's folder."""
+    root = write_stem_tracks(workspace.inputs / "stems")
     workspace.path = root / "train" / "track 1"
     if tweak is not None:
         tweak(workspace.path)
     return root
 
 
-def train_on(root: Path, workspace: Workspace, *extra: str) -> list[str]:
+def train_on(root: Path, run: Path, *extra: str) -> list[str]:
+    """``sepkit train`` of the tiny model for one step on the folder dataset ``root``."""
     return [
         "train", *TINY_MODEL, *TRAINER, *ONE_STEP, "dataset=folder", f"dataset.root={root}",
         "dataset.segment=0.5", "dataset.samples_per_track=1", "dataset.valid_fraction=0.34",
-        f"hydra.run.dir={workspace.run}", *extra,
+        f"hydra.run.dir={run}", *extra,
     ]  # fmt: skip
 
 
@@ -428,35 +433,36 @@ SEPARATE_ROWS = [
 TRAIN_ROWS = [
     # datasets
     Row("train: dataset track missing a stem",
-        lambda w: train_on(stem_folder(w, lambda t: (t / "bass.wav").unlink()), w),
+        lambda w: train_on(stem_folder(w, lambda t: (t / "bass.wav").unlink()), w.run),
         error=("{w.path}: missing bass.wav",)),
     Row("train: stems of unequal length",
         lambda w: train_on(stem_folder(w, lambda t: soundfile.write(
-            t / "drums.wav", song(0.6), RATE)), w),
+            t / "drums.wav", song(0.6), RATE)), w.run),
         error=("{w.path}: stems of unequal lengths", "drums.wav 26460", "trim them")),
     Row("train: text named .wav in a dataset",
-        lambda w: train_on(stem_folder(w, lambda t: (t / "other.wav").write_text("x\n" * 99)), w),
+        lambda w: train_on(stem_folder(w, lambda t: (t / "other.wav").write_text("x" * 99)),
+                           w.run),
         error=("{w.path}/other.wav: not readable as audio",)),
     Row("train: empty file in a dataset",
-        lambda w: train_on(stem_folder(w, lambda t: (t / "other.wav").write_bytes(b"")), w),
+        lambda w: train_on(stem_folder(w, lambda t: (t / "other.wav").write_bytes(b"")), w.run),
         error=("{w.path}/other.wav: empty file",)),
     Row("train: NaN samples in a dataset",
         lambda w: train_on(stem_folder(w, lambda t: soundfile.write(
-            t / "vocals.wav", with_bad_sample(np.nan, 1.0, 0.2), RATE, subtype="FLOAT")), w),
+            t / "vocals.wav", with_bad_sample(np.nan, 1.0, 0.2), RATE, subtype="FLOAT")), w.run),
         error=("{w.path}/vocals.wav: NaN or infinite samples",)),
     Row("train: zero samples in a dataset",
         lambda w: train_on(stem_folder(w, lambda t: [soundfile.write(
-            t / f"{s}.wav", np.zeros((0, 2), np.float32), RATE) for s in STEMS]), w),
+            t / f"{s}.wav", np.zeros((0, 2), np.float32), RATE) for s in STEMS]), w.run),
         error=("{w.path}: its stems hold no audio (0 samples)",)),
     Row("train: seven channels in a dataset",
         lambda w: train_on(stem_folder(w, lambda t: soundfile.write(
-            t / "bass.wav", np.zeros((RATE, 7), np.float32), RATE)), w),
+            t / "bass.wav", np.zeros((RATE, 7), np.float32), RATE)), w.run),
         error=("{w.path}/bass.wav: 7 channels", "dataset.nb_channels")),
     Row("train: 8 kHz, 192 kHz, 24-bit, float64 and non-ASCII tracks",
-        lambda w: train_on(odd_but_valid_dataset(w), w),
+        lambda w: train_on(odd_but_valid_dataset(w), w.run),
         check=trained_run),
     Row("train: read-only runs folder",
-        lambda w: train_on(stem_folder(w), w),
+        lambda w: train_on(stem_folder(w), w.run),
         error=("{w.run}: Permission denied", "hydra.run.dir="),
         own_process=True),
     # settings
@@ -509,11 +515,10 @@ def model_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run of ``sepkit train`` on the toy set: the tiny model, one step."""
-    run = tmp_path_factory.mktemp("trained") / "run"
-    status = run_here(
-        ["train", *TINY_MODEL, *TINY_TOY, *TRAINER, *ONE_STEP, f"hydra.run.dir={run}"]
-    )
+    """A run of ``sepkit train``: the tiny model, one step, on three short tracks."""
+    folder = tmp_path_factory.mktemp("trained")
+    status = run_here(train_on(write_stem_tracks(folder / "stems"), folder / "run"))
+    run = folder / "run"
     assert status == 0 and (run / "checkpoints" / "last.pt").is_file()
     return run
 
