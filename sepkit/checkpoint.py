@@ -35,22 +35,45 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise SepkitError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise SepkitError(f"{path}: empty file (0 bytes), not a checkpoint (an interrupted copy?)")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise SepkitError(
-            f"{path}: refused to load: the file holds pickled Python objects, which could "
-            f"run code ({str(error).splitlines()[0][:120]}); only load checkpoints you trust "
-            "with other tools"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+        # torch names the refused class or function on a line with "GLOBAL"; other
+        # unpickling errors come from bytes that are not a pickle at all
+        refused = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line]
+        if refused:
+            named = refused[0].split(" was not")[0].split(" whose")[0][:120]
+            raise SepkitError(
+                f"{path}: refused to load: the file holds pickled Python objects, which could "
+                f"run code ({named}); only load checkpoints you trust with other tools"
+            ) from None
+        raise SepkitError(f"{path}: not a checkpoint (not a PyTorch file)") from None
+    except (zipfile.BadZipFile, RuntimeError) as error:
         raise SepkitError(
             f"{path}: not a readable checkpoint (truncated or corrupt?): "
-            f"{str(error).splitlines()[0][:160]}"
+            f"{_first_sentence(error, 160)}"
+        ) from None
+    except OSError as error:
+        raise SepkitError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except Exception as error:  # the unpickler fails in many ways on bytes that are no pickle
+        raise SepkitError(
+            f"{path}: not a checkpoint (truncated, corrupt or another kind of file: "
+            f"{type(error).__name__} while reading it)"
         ) from None
     if not isinstance(content, dict) or "model" not in content:
         raise SepkitError(f"{path}: not a sepkit checkpoint (no 'model' entry)")
     return content
+
+
+def _first_sentence(error: BaseException, limit: int) -> str:
+    """The first sentence of an exception's message (torch's run on for lines), or its type
+    when the message is empty (``EOFError()``)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0].split(". ")[0][:limit]
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -103,16 +126,56 @@ def instantiate_stored(config: Any) -> Any:
 def build_model(checkpoint: dict[str, Any], source: str = "checkpoint") -> SeparationModel:
     """Rebuild a checkpoint's model from its stored config and load its weights."""
     model_entry = checkpoint.get("model", {})
-    config = model_entry.get("config")
+    config = model_entry.get("config") if isinstance(model_entry, dict) else None
     if not isinstance(config, dict) or "_target_" not in config:
         raise SepkitError(f"{source}: the checkpoint has no model config to rebuild from")
-    model = instantiate_stored(config)
+    try:
+        model = instantiate_stored(config)
+    except SepkitError as error:  # a refused or unknown _target_
+        raise SepkitError(f"{source}: {error}") from None
+    except (TypeError, ValueError) as error:  # a stored argument of the wrong type or name
+        raise SepkitError(
+            f"{source}: cannot rebuild {config['_target_']} from the stored config "
+            f"({_first_sentence(error, 200)}); the file was not written by sepkit train or "
+            "was edited"
+        ) from None
     if not isinstance(model, SeparationModel):
         raise SepkitError(f"{source}: {config['_target_']} is not a sepkit separation model")
-    try:
-        model.load_state_dict(model_entry["state_dict"], strict=True)
-    except (RuntimeError, KeyError) as error:
-        raise SepkitError(
-            f"{source}: weights do not fit {config['_target_']}: {str(error).splitlines()[0][:200]}"
-        ) from None
+    load_weights(model, model_entry.get("state_dict"), source)
     return model.eval()
+
+
+def load_weights(
+    model: torch.nn.Module, state_dict: Any, source: str, fix: str = "use its own checkpoint"
+) -> None:
+    """``model.load_state_dict(state_dict, strict=True)``, or a SepkitError naming
+    ``source`` and what does not fit (missing and unexpected names, other shapes); ``fix``
+    ends the message."""
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(value, torch.Tensor) for value in state_dict.values()
+    ):
+        raise SepkitError(f"{source}: its weights are not a dict of tensors (damaged file?)")
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except (RuntimeError, KeyError) as error:
+        expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+        given = {name: tuple(value.shape) for name, value in state_dict.items()}
+        missing = [name for name in expected if name not in given]
+        unexpected = [name for name in given if name not in expected]
+        reshaped = [n for n in expected if n in given and expected[n] != given[n]]
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if reshaped:
+            name = reshaped[0]
+            details.append(
+                f"{len(reshaped)} of another shape (e.g. {name} {list(given[name])}, "
+                f"the model's {list(expected[name])})"
+            )
+        found = ", ".join(details) or _first_sentence(error, 200)
+        raise SepkitError(
+            f"{source}: its weights do not fit {type(model).__name__} ({found}): the "
+            f"checkpoint holds another architecture or size; {fix}"
+        ) from None

@@ -8,6 +8,8 @@ override syntax and takes audio files and folders as plain arguments.
 from __future__ import annotations
 
 import datetime
+import errno
+import functools
 import os
 import shutil
 import sys
@@ -102,6 +104,8 @@ def _resume_arguments(arguments: list[str]) -> list[str]:
         _fail(f"resume={run_dir}: not a sepkit run directory (no .hydra/overrides.yaml)")
     import yaml
 
+    global _resumed_run
+    _resumed_run = _RunSnapshot(run_dir)
     original = [o for o in yaml.safe_load(overrides_file.read_text()) or []]
     given_keys = {a.split("=", 1)[0].lstrip("+~") for a in arguments if "=" in a}
     kept = [
@@ -111,6 +115,37 @@ def _resume_arguments(arguments: list[str]) -> list[str]:
     ]
     given = [a for a in arguments if not a.startswith("resume=")]
     return [*kept, *given, f"resume={run_dir.resolve()}", f"hydra.run.dir={run_dir}"]
+
+
+class _RunSnapshot:
+    """A resumed run directory's Hydra files as they were before Hydra rewrote them with
+    the new overrides, and its last checkpoint's size and time: a resume that fails before
+    saving a checkpoint puts the files back, so that the next ``resume=`` replays the
+    settings the run was trained with, not the ones that failed."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.hydra_files = {
+            path: path.read_bytes() for path in (run_dir / ".hydra").glob("*") if path.is_file()
+        }
+        self.last = self._stat(run_dir / "checkpoints" / "last.pt")
+        self.run_dir = run_dir
+
+    @staticmethod
+    def _stat(path: Path) -> tuple[int, int] | None:
+        return (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
+
+    def restore(self) -> None:
+        if self._stat(self.run_dir / "checkpoints" / "last.pt") != self.last:
+            return  # the resumed run got on: its checkpoint goes with the new settings
+        from sepkit.files import atomic_path
+
+        for path, content in self.hydra_files.items():
+            if not path.is_file() or path.read_bytes() != content:
+                with atomic_path(path) as temporary:
+                    temporary.write_bytes(content)
+
+
+_resumed_run: _RunSnapshot | None = None
 
 
 def _fail(message: str) -> None:
@@ -124,6 +159,7 @@ def _remove_partial_run(run_dir: Path, job_name: str) -> None:
     if (run_dir / "checkpoints").exists():
         return
     shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)  # opened before epoch 1
     (run_dir / f"{job_name}.log").unlink(missing_ok=True)
     for folder in (run_dir, *run_dir.parents[:2]):
         try:
@@ -132,7 +168,9 @@ def _remove_partial_run(run_dir: Path, job_name: str) -> None:
             break
 
 
-def _report_user_errors(task: Callable[[], object], run_dir: Path | None, job: str) -> object:
+def _report_user_errors(task: Callable[[], object], clean_up: Callable[[], None]) -> object:
+    """Run ``task``; a problem the user can fix is printed as one line (exit status 2)
+    after ``clean_up`` has undone what the failed run wrote."""
     from hydra.errors import InstantiationException
 
     from sepkit.errors import SepkitError
@@ -149,16 +187,36 @@ def _report_user_errors(task: Callable[[], object], run_dir: Path | None, job: s
             error.__cause__, SepkitError | ValueError | TypeError | FileNotFoundError
         ):
             cause = error.__cause__
-        if run_dir is not None:
-            _remove_partial_run(run_dir, job)
-        _fail(" ".join(str(cause).split()))
+        clean_up()
+        _fail(_one_line(str(cause)))
     return None
 
 
-def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], program: str) -> None:
-    import hydra
+def _describe_os_error(error: OSError) -> str:
+    where = f"{error.filename}: " if error.filename else ""
+    message = f"{where}{error.strerror or error}"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        message += " (check the folder's permissions, or write elsewhere with hydra.run.dir=...)"
+    return message
 
-    from sepkit.config import config_dir, register_schemas
+
+def _one_line(message: str) -> str:
+    """A user error's message on one line. An error raised in a DataLoader worker comes
+    back wrapped in the worker's traceback: its own message is the traceback's last line."""
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(message.split())
+
+
+def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], program: str) -> None:
+    """Run ``task`` as a Hydra application, with Hydra's errors (a bad override, a run
+    directory that cannot be made) as one line and exit status 2."""
+    import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sepkit.config import config_dir, describe_config_error, register_schemas
 
     register_schemas()
     _register_resolvers()
@@ -166,7 +224,20 @@ def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], progr
     application = hydra.main(
         config_path=str(config_dir()), config_name=config_name, version_base="1.3"
     )(task)
-    application()
+    if os.environ.get("HYDRA_FULL_ERROR"):  # the user asked for Hydra's own report
+        application()
+        return
+    # Hydra reports an exception over several lines and exits with status 1; this makes it
+    # pass the exception on instead, so that it is reported here in one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        application()
+    except (HydraException, OmegaConfBaseException) as error:
+        _fail(describe_config_error(error))
+    except OSError as error:  # the run directory cannot be made: read-only, disk full
+        _fail(_describe_os_error(error))
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 def train_task(cfg) -> None:  # noqa: ANN001  (Hydra passes a DictConfig)
@@ -175,8 +246,11 @@ def train_task(cfg) -> None:  # noqa: ANN001  (Hydra passes a DictConfig)
     from sepkit.train import run_training
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    resuming = bool(cfg.resume)
-    _report_user_errors(lambda: run_training(cfg, run_dir), None if resuming else run_dir, "train")
+    if cfg.resume and _resumed_run is not None:
+        clean_up = _resumed_run.restore
+    else:
+        clean_up = functools.partial(_remove_partial_run, run_dir, "train")
+    _report_user_errors(lambda: run_training(cfg, run_dir), clean_up)
 
 
 def eval_task(cfg) -> None:  # noqa: ANN001
@@ -185,7 +259,7 @@ def eval_task(cfg) -> None:  # noqa: ANN001
     from sepkit.evaluate import run_evaluation
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    _report_user_errors(lambda: run_evaluation(cfg, run_dir), None, "eval")
+    _report_user_errors(lambda: run_evaluation(cfg, run_dir), lambda: None)
 
 
 def _adjust_completion_line(command: str) -> None:
@@ -213,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"sepkit {sepkit.__version__}")
         return
     command, rest = arguments[0], arguments[1:]
+    global _resumed_run
+    _resumed_run = None
     if command == "train":
         if any(a in ("-sc", "--shell-completion") for a in rest):
             _adjust_completion_line(command)

@@ -217,3 +217,37 @@ def register_schemas() -> None:
             schema = schema_from_signature(target)
             store.store(group=f"schema/{group}", name=class_name, node=schema)
     _registered = True
+
+
+def describe_config_error(error: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line composition errors as one line.
+
+    ``Error merging override niter=many`` + ``Value 'many' ... could not be converted to
+    Integer`` becomes ``niter=many: Value 'many' ... Integer``; lists of available options
+    are joined with commas; OmegaConf's ``full_key:``/``object_type=`` details and Hydra's
+    config search path are left out.
+    """
+    lines: list[str] = []
+    for line in str(error).splitlines():
+        if line.startswith("Config search path"):
+            break
+        if line.startswith("\t") and lines:  # an item of "Available options in 'model':"
+            separator = " " if lines[-1].endswith(":") else ", "
+            lines[-1] += separator + line.strip()
+        elif line.strip():
+            lines.append(line.strip())
+    first, rest = (lines[0], lines[1:]) if lines else (type(error).__name__, [])
+    first = first.removeprefix("Error merging override ").rstrip(".")
+    override = getattr(error, "override", None)  # OverrideParseException
+    if override:
+        first = f"{override}: {first}"
+    cause = error.__cause__
+    if cause is not None and str(cause).strip():
+        first = f"{first}: {str(cause).strip().splitlines()[0]}"
+    rest = [
+        "check the key's spelling (a new key needs +key=value)"
+        if line.startswith("To append to your config use")
+        else line
+        for line in rest
+    ]
+    return "; ".join([first, *rest])

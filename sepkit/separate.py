@@ -27,6 +27,7 @@ and is the same for every model: models are driven only through
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import sys
@@ -940,6 +941,16 @@ def _split_arguments(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
     return inputs, overrides
 
 
+def _describe_write_error(error: Exception) -> str:
+    """An I/O error while writing stems, with the folder to change when it is the cause."""
+    if not isinstance(error, OSError) or not error.filename:
+        return str(error)
+    message = f"{error.filename}: {error.strerror or error}"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+        message += " (write the stems elsewhere with out_dir=<folder>)"
+    return message
+
+
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
@@ -950,6 +961,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from sepkit.config import describe_config_error
+
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or any(a in ("-h", "--help") for a in arguments):
         print(USAGE, end="")
@@ -958,8 +971,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cfg = compose_config(overrides)
     except (HydraException, OmegaConfBaseException) as error:
-        cause = f"\n{error.__cause__}" if error.__cause__ else ""
-        _fail(f"{error}{cause}")
+        _fail(describe_config_error(error))
     if not inputs:
         _fail("no input: sepkit separate FILE|FOLDER ... [key=value ...]")
     found = find_inputs(inputs, skip=Path(cfg.out_dir).expanduser())
@@ -1000,7 +1012,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             failures += 1
             continue
         except (OSError, soundfile.LibsndfileError) as failure:  # disk full, no permission
-            print(f"error: {file}: {failure}", file=sys.stderr)
+            print(f"error: {file}: {_describe_write_error(failure)}", file=sys.stderr)
             failures += 1
             continue
         folder = next(iter(written.values())).parent

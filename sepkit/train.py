@@ -14,6 +14,7 @@ run resumed at an epoch boundary continues exactly as the uninterrupted run woul
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -34,7 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Sampler
 
-from sepkit.checkpoint import load_checkpoint, save_checkpoint
+from sepkit.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from sepkit.errors import SepkitError
 from sepkit.files import atomic_path, write_text_atomic
 from sepkit.models.base import SeparationModel
@@ -391,7 +392,13 @@ class Trainer:
         self.statistics: dict[str, torch.Tensor] | None = None
         resumed = self._resumed_checkpoint()
         if resumed is not None:
-            self.model.load_state_dict(resumed["model"]["state_dict"])
+            load_weights(
+                self.model,
+                resumed["model"].get("state_dict"),
+                str(self.last_path),
+                fix="resume with the model settings the run was trained with "
+                "(drop the model overrides) or start a new run",
+            )
             self.state = TrainingState(**resumed["train_state"]["state"])
             self.statistics = resumed.get("statistics")
         else:
@@ -441,7 +448,20 @@ class Trainer:
                 for stale in self.last_path.parent.glob(".*.partial-*"):
                     stale.unlink(missing_ok=True)
             if self.last_path.is_file():
-                return load_checkpoint(self.last_path)
+                checkpoint = load_checkpoint(self.last_path)
+                saved = checkpoint.get("train_state")
+                if not (
+                    isinstance(checkpoint["model"], dict)
+                    and isinstance(saved, dict)
+                    and isinstance(saved.get("state"), dict)
+                    and set(saved["state"]) <= {f.name for f in dataclasses.fields(TrainingState)}
+                    and "optimizer" in saved
+                ):
+                    raise SepkitError(
+                        f"{self.last_path}: holds no training state sepkit can resume from "
+                        "(written by another tool or version?); start a new run"
+                    )
+                return checkpoint
             # stopped before its first checkpoint: start again from the beginning
             log.info("resume=%s: no checkpoint yet, starting from the beginning", self.cfg.resume)
             return None

@@ -69,7 +69,7 @@ def read_audio(path: Path, start: int, frames: int, nb_channels: int) -> torch.T
 
     Only the requested frames are decoded (soundfile seeks). Frames past the end of the file
     are zeros. One channel is duplicated to ``nb_channels``; with ``nb_channels == 1``, several
-    channels are averaged.
+    channels are averaged. NaN or infinite samples are a SepkitError naming the file.
     """
     with soundfile.SoundFile(str(path)) as file:
         if start < file.frames:
@@ -77,6 +77,15 @@ def read_audio(path: Path, start: int, frames: int, nb_channels: int) -> torch.T
             audio = file.read(frames, dtype="float32", always_2d=True, fill_value=0.0)
         else:
             audio = np.zeros((frames, file.channels), dtype=np.float32)
+        sample_rate = file.samplerate
+    finite = np.isfinite(audio)
+    if not finite.all():  # one NaN would make every loss and statistic NaN
+        first = start + int(np.argmin(finite.all(axis=1)))
+        raise SepkitError(
+            f"{path}: NaN or infinite samples (at {first / sample_rate:.2f} s); "
+            "the file is damaged or was written from invalid data: replace it or remove "
+            "its track"
+        )
     channels = audio.shape[1]
     if channels != nb_channels:
         if channels == 1:

@@ -48,6 +48,8 @@ def audio_info(path: Path) -> AudioInfo:
     a SepkitError naming the file if it is missing or unreadable."""
     if not Path(path).is_file():
         raise SepkitError(f"{path}: file not found")
+    if Path(path).stat().st_size == 0:
+        raise SepkitError(f"{path}: empty file (0 bytes); replace it or remove its track")
     try:
         with soundfile.SoundFile(str(path)) as file:
             return AudioInfo(file.frames, file.samplerate, file.channels)
@@ -111,6 +113,8 @@ def checked_track(
         )
     file_rate = next(iter(rates.values()))
     num_frames = next(iter(lengths.values()))
+    if num_frames == 0:
+        raise SepkitError(f"{folder}: its stems hold no audio (0 samples); remove the track")
 
     if file_rate != sample_rate:
         resampled = {
