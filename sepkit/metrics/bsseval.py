@@ -439,8 +439,18 @@ def _distortion_filters(
     )
     with _one_thread():
         solution, solved = _block_levinson(systems, rhs)
+    # One step of iterative refinement: the recursion's rounding errors grow with the
+    # condition number faster than a dense factorisation's, and at conditions of ~1e11
+    # (16-bit references of sparse synthetic stems) they moved SIR and SAR by ~0.01 dB;
+    # solving again for the residual brings them back to museval's ~1e-5 dB.
     # (the probes excite the near-null directions: their residuals are not a test)
-    product = _block_toeplitz_product(systems, solution[..., :num_signals])
+    filters = solution[..., :num_signals]
+    correction_rhs = rhs[..., :num_signals] - _block_toeplitz_product(systems, filters)
+    with _one_thread():
+        correction, corrected = _block_levinson(systems, correction_rhs)
+    filters += correction
+    solved &= corrected
+    product = _block_toeplitz_product(systems, filters)
     residual = (product - rhs[..., :num_signals]).flatten(1).norm(dim=1)
     solved &= residual <= RESIDUAL_TOLERANCE * rhs[..., :num_signals].flatten(1).norm(dim=1)
 
