@@ -185,7 +185,9 @@ def eval_task(cfg) -> None:  # noqa: ANN001
     from sepkit.evaluate import run_evaluation
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    _report_user_errors(lambda: run_evaluation(cfg, run_dir), None, "eval")
+    # bad input leaves no folder behind, unless it holds an earlier evaluation
+    fresh = not (run_dir / "results.csv").exists()
+    _report_user_errors(lambda: run_evaluation(cfg, run_dir), run_dir if fresh else None, "eval")
 
 
 def _adjust_completion_line(command: str) -> None:

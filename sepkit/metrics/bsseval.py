@@ -25,9 +25,10 @@ What museval does, and what is done here instead to get the same numbers faster:
   estimate (4 factorisations of a 4096^2 matrix for 4 stereo sources, ~90 GFLOP). That
   matrix is block-Toeplitz: here the block Levinson recursion solves it, and the
   per-source systems, for all estimates at once in O(filters_len^2) small steps, refined
-  once by solving again for its residual. It is kept where its residual is small and the systems well conditioned (references stored
-  with 16 bits, as MUSDB18's, are); elsewhere one dense factorisation (Cholesky, else LU
-  and least squares as museval) serves all estimates.
+  once by solving again for its residual. It is kept where its residual is small and the
+  systems well conditioned (references stored with 16 bits, as MUSDB18's, are); elsewhere
+  one dense factorisation (Cholesky, else LU and least squares as museval) serves all
+  estimates.
 - museval projects each window with one FFT convolution per source, channel pair and
   filter set. Here each window is transformed once, projections are products of spectra
   and their energies follow from Parseval's theorem, with no inverse transform.
