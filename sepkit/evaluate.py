@@ -647,6 +647,8 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
         torch.set_num_threads(cfg.threads)
     backend = cfg.backend.value if hasattr(cfg.backend, "value") else str(cfg.backend)
     choice = cfg.metrics.value if hasattr(cfg.metrics, "value") else str(cfg.metrics)
+    if cfg.estimates and not Path(cfg.estimates).expanduser().is_dir():
+        raise SepkitError(f"estimates={cfg.estimates}: no such folder")
     compared = [load_evaluation(Path(folder)) for folder in cfg.compare]
     run_dir = Path(run_dir)
     _prepare_out_dir(run_dir, cfg.overwrite)
@@ -662,6 +664,16 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
             )
     sources = reference_sources(data, tracks)
     names = [track.name for track in tracks]
+    for evaluation in compared:
+        their_tracks = {row.track for row in evaluation.rows}
+        if their_tracks != set(names):
+            warnings.warn(
+                f"compare={evaluation.folder}: scored {len(their_tracks)} tracks, this "
+                f"evaluation {len(names)}; {', '.join(sorted(their_tracks ^ set(names))[:3])} "
+                "are in only one of them, so their aggregates are over different tracks",
+                UserWarning,
+                stacklevel=2,
+            )
     targets = list(data.targets)
     separator = estimate_files = None
     if cfg.estimates:
