@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import soundfile
-import torch
 
 import sepkit
 from sepkit.errors import SepkitError
@@ -206,6 +205,8 @@ def _whole_track_metrics(
 ) -> dict[str, dict[str, float]]:
     """SI-SDR and nSDR of the estimate and of the mixture over the whole track (channels
     and time as one signal), and the estimate's improvement; NaN for silent signals."""
+    import torch
+
     from sepkit.metrics import sdr, si_sdr
 
     if not reference.any() or not estimate.any():
@@ -272,12 +273,14 @@ def _speech_scores(
 ) -> tuple[dict[str, Any], list[Row]]:
     """SI-SDR(i) and SDR(i) per speaker under the permutation with the highest total
     SI-SDR (utterance-level PIT)."""
+    import torch
+
     from sepkit.losses.pit import best_permutation
     from sepkit.metrics import sdr, si_sdr
 
     estimate_names = list(estimates)
 
-    def flat(signals: list[np.ndarray]) -> torch.Tensor:
+    def flat(signals: list[np.ndarray]) -> Any:
         # (sources, samples, channels) -> (sources, channels * samples)
         return torch.from_numpy(np.stack(signals).transpose(0, 2, 1).copy()).flatten(1)
 
@@ -370,8 +373,17 @@ def score_track(job: TrackJob) -> TrackResult:
 
 
 def _start_worker() -> None:
-    """A scoring process: one torch thread (several processes share the cores)."""
+    """A scoring process: one torch thread (several processes share the cores), and the
+    metrics imported before the first track arrives."""
+    import torch
+
+    import sepkit.metrics  # noqa: F401
+
     torch.set_num_threads(1)
+
+
+def _ready() -> None:
+    """A task that only makes the pool start a process (see ScoringPool)."""
 
 
 @contextlib.contextmanager
@@ -390,24 +402,43 @@ def _one_thread_per_library() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def score_tracks(
-    jobs: Iterator[TrackJob], workers: int, on_result: Callable[[TrackResult], None]
-) -> None:
-    """Score every job, ``workers`` at once in processes (1: here), calling ``on_result``
-    in this process as each finishes. At most ``workers`` jobs wait at a time, so the jobs'
-    producer (separation) stays at most that far ahead and memory stays bounded."""
-    if workers <= 1:
-        for job in jobs:
-            on_result(score_track(job))
-        return
-    import multiprocessing
+class ScoringPool:
+    """Scores TrackJobs here (``workers=1``) or in ``workers`` processes of one thread each.
 
-    # spawn: a forked copy of a process whose OpenMP threads have run can hang
-    context = multiprocessing.get_context("spawn")
-    with (
-        _one_thread_per_library(),
-        ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker) as pool,
-    ):
+    The processes are started when the pool is entered, so their start-up (importing torch
+    takes seconds) overlaps whatever this process does before the first track is ready.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._stack = contextlib.ExitStack()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ScoringPool:
+        if self.workers > 1:
+            import multiprocessing
+
+            # spawn: a forked copy of a process whose OpenMP threads have run can hang
+            context = multiprocessing.get_context("spawn")
+            self._stack.enter_context(_one_thread_per_library())
+            self._pool = self._stack.enter_context(
+                ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker)
+            )
+            for _ in range(self.workers):  # a process is started per task while none is idle
+                self._pool.submit(_ready)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def run(self, jobs: Iterator[TrackJob], on_result: Callable[[TrackResult], None]) -> None:
+        """Score every job, calling ``on_result`` in this process as each finishes. At most
+        ``workers`` jobs wait at a time, so the jobs' producer (separation) stays at most
+        that far ahead and memory stays bounded."""
+        if self._pool is None:
+            for job in jobs:
+                on_result(score_track(job))
+            return
         pending: set[Future] = set()
 
         def collect(block_until: int) -> None:
@@ -419,8 +450,8 @@ def score_tracks(
 
         try:
             for job in jobs:
-                collect(workers - 1)
-                pending.add(pool.submit(score_track, job))
+                collect(self.workers - 1)
+                pending.add(self._pool.submit(score_track, job))
             collect(0)
         except BaseException:
             for future in pending:
@@ -623,6 +654,60 @@ def _prepare_out_dir(run_dir: Path, overwrite: bool) -> None:
 # -- the command ------------------------------------------------------------------------------
 
 
+@dataclass
+class _Plan:
+    """What an evaluation scores, found and checked before anything is scored."""
+
+    data: Any
+    tracks: list[Any]
+    metrics: str
+    sources: dict[str, tuple[dict, Any]]
+    scored: list[str]
+    method: str
+    estimate_files: dict[str, dict[str, Path]] | None = None
+    separator: Any = None
+
+
+def _plan(cfg: Any, choice: str, compared: Sequence[Evaluation]) -> _Plan:
+    """Dataset, tracks, and the estimates (files, or the model) of an evaluation: a
+    SepkitError naming what is wrong before anything is scored."""
+    from hydra.utils import instantiate
+
+    data = instantiate(cfg.dataset, _convert_="all")
+    tracks = _chosen_tracks(data.test_tracks(), cfg.tracks)
+    metrics = _metric_set(choice, data)
+    names = [track.name for track in tracks]
+    for evaluation in compared:
+        if evaluation.metrics != metrics:
+            raise SepkitError(
+                f"compare={evaluation.folder}: scored with {evaluation.metrics} metrics, this "
+                f"evaluation with {metrics}: compare evaluations of one kind"
+            )
+        their_tracks = {row.track for row in evaluation.rows}
+        if their_tracks != set(names):
+            warnings.warn(
+                f"compare={evaluation.folder}: scored {len(their_tracks)} tracks, this "
+                f"evaluation {len(names)}; {', '.join(sorted(their_tracks ^ set(names))[:3])} "
+                "are in only one of them, so their aggregates are over different tracks",
+                UserWarning,
+                stacklevel=3,
+            )
+    plan = _Plan(data, tracks, metrics, reference_sources(data, tracks), [], _method_name(cfg))
+    if cfg.estimates:
+        optional = [] if metrics == "speech" else _derivable_targets(data)
+        plan.estimate_files = find_estimate_files(
+            Path(cfg.estimates), names, list(data.targets), optional, data.sample_rate
+        )
+        plan.scored = list(data.targets)
+    else:
+        plan.separator = _separator(cfg)
+        plan.scored = _scored_stems(plan.separator.stems, data, metrics)
+        unscored = [stem for stem in plan.separator.stems if stem not in plan.scored]
+        if unscored:
+            print(f"not scored (no reference in the dataset): {', '.join(unscored)}")
+    return plan
+
+
 def run_evaluation(cfg: Any, run_dir: Path) -> Path:
     """``sepkit eval``: score the test split of ``cfg.dataset`` and write the reports into
     ``run_dir`` (Hydra's output folder, ``out_dir``). Returns ``run_dir``.
@@ -630,10 +715,6 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
     Every input is checked before anything is scored: the dataset and its tracks, the
     estimates folder (a missing file is named) or the model, the folders to compare.
     """
-    from hydra.utils import instantiate
-
-    from sepkit.train import select_device
-
     given = [key for key in ("checkpoint", "pretrained", "estimates") if cfg[key]]
     if len(given) > 1:
         raise SepkitError(
@@ -643,8 +724,6 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
         raise SepkitError(f"workers={cfg.workers}: use 1 (score here) or more processes")
     if cfg.window <= 0 or cfg.hop <= 0:
         raise SepkitError(f"window={cfg.window}, hop={cfg.hop}: use positive seconds")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     backend = cfg.backend.value if hasattr(cfg.backend, "value") else str(cfg.backend)
     choice = cfg.metrics.value if hasattr(cfg.metrics, "value") else str(cfg.metrics)
     if cfg.estimates and not Path(cfg.estimates).expanduser().is_dir():
@@ -653,79 +732,84 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     _prepare_out_dir(run_dir, cfg.overwrite)
 
-    data = instantiate(cfg.dataset, _convert_="all")
-    tracks = _chosen_tracks(data.test_tracks(), cfg.tracks)
-    metrics = _metric_set(choice, data)
-    for evaluation in compared:
-        if evaluation.metrics != metrics:
-            raise SepkitError(
-                f"compare={evaluation.folder}: scored with {evaluation.metrics} metrics, this "
-                f"evaluation with {metrics}: compare evaluations of one kind"
-            )
-    sources = reference_sources(data, tracks)
-    names = [track.name for track in tracks]
-    for evaluation in compared:
-        their_tracks = {row.track for row in evaluation.rows}
-        if their_tracks != set(names):
-            warnings.warn(
-                f"compare={evaluation.folder}: scored {len(their_tracks)} tracks, this "
-                f"evaluation {len(names)}; {', '.join(sorted(their_tracks ^ set(names))[:3])} "
-                "are in only one of them, so their aggregates are over different tracks",
-                UserWarning,
-                stacklevel=2,
-            )
-    targets = list(data.targets)
-    separator = estimate_files = None
-    if cfg.estimates:
-        optional = [] if metrics == "speech" else _derivable_targets(data)
-        estimate_files = find_estimate_files(
-            Path(cfg.estimates), names, targets, optional, data.sample_rate
-        )
-        scored = targets
-    else:
-        separator = _separator(cfg)
-        scored = _scored_stems(separator.stems, data, metrics)
-        unscored = [stem for stem in separator.stems if stem not in scored]
-        if unscored:
-            print(f"not scored (no reference in the dataset): {', '.join(unscored)}")
-    method = _method_name(cfg)
-    device = select_device(str(cfg.device), setting="device")
-    scoring_device = None if device.type == "cpu" else str(device)
+    # the workers start now: their imports overlap this process's
+    with ScoringPool(int(cfg.workers)) as pool:
+        import torch
 
+        from sepkit.train import select_device
+
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        plan = _plan(cfg, choice, compared)
+        device = select_device(str(cfg.device), setting="device")
+        scoring_device = None if device.type == "cpu" else str(device)
+        results, seconds = _score(cfg, run_dir, plan, pool, backend, scoring_device)
+
+    method, metrics = plan.method, plan.metrics
+    rows = [
+        dataclasses.replace(row, method=method) if row.method == ESTIMATES else row
+        for track in plan.tracks
+        for row in results[track.name].rows
+    ]
+    this = Evaluation(method, [row for row in rows if row.method != MIXTURE], metrics, run_dir)
+    distinct_method_names([this, *compared])
+    rows = (
+        this.rows
+        + [row for e in compared for row in e.rows]
+        + [row for row in rows if row.method == MIXTURE]
+    )
+    methods = [this.method, *(e.method for e in compared), *([MIXTURE] if cfg.baseline else [])]
+    _write_reports(cfg, run_dir, plan, rows, methods, backend, seconds, compared)
+    return run_dir
+
+
+def _score(
+    cfg: Any,
+    run_dir: Path,
+    plan: _Plan,
+    pool: ScoringPool,
+    backend: str,
+    device: str | None,
+) -> tuple[dict[str, TrackResult], float]:
+    """Score every track of the plan, writing each one's JSON as it finishes; the results
+    by track and the seconds it took."""
+    from tqdm import tqdm
+
+    data = plan.data
     scratch = run_dir / "estimates" / "test"
     (run_dir / "test").mkdir(parents=True, exist_ok=True)
-    workers = min(int(cfg.workers), len(tracks))
+    write_stems = pool.workers > 1 or cfg.save_estimates
 
     def jobs() -> Iterator[TrackJob]:
-        for track in tracks:
-            references, mixture = sources[track.name]
+        for track in plan.tracks:
+            references, mixture = plan.sources[track.name]
             estimates: dict[str, AudioSource | np.ndarray]
-            if estimate_files is not None:
-                estimates = {k: AudioSource(v) for k, v in estimate_files[track.name].items()}
+            if plan.estimate_files is not None:
+                estimates = {k: AudioSource(v) for k, v in plan.estimate_files[track.name].items()}
             else:
-                estimates = _separated(separator, track.name, references, mixture, data, scored)
-                if workers > 1 or cfg.save_estimates:
+                estimates = _separated(plan, track.name, references, mixture)
+                if write_stems:
                     estimates = _written(estimates, scratch / track.name, data.sample_rate)
             yield TrackJob(
                 track=track.name,
                 references=references,
                 mixture=mixture,
                 estimates=estimates,
-                targets=targets,
+                targets=list(data.targets),
                 nb_channels=data.nb_channels,
                 sample_rate=data.sample_rate,
-                metrics=metrics,
+                metrics=plan.metrics,
                 backend=backend,
                 window=float(cfg.window),
                 hop=float(cfg.hop),
                 baseline=bool(cfg.baseline),
-                device=scoring_device,
+                device=device,
             )
 
-    from tqdm import tqdm
-
     results: dict[str, TrackResult] = {}
-    bar = tqdm(total=len(tracks), unit="track", desc=f"eval {method}", disable=not cfg.progress)
+    bar = tqdm(
+        total=len(plan.tracks), unit="track", desc=f"eval {plan.method}", disable=not cfg.progress
+    )
 
     def on_result(result: TrackResult) -> None:
         for message in result.warnings:
@@ -733,7 +817,7 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
         scores = {
             **result.scores,
             "museval_version": _museval_version(),
-            "sepkit": {"version": sepkit.__version__, "metrics": metrics, "backend": backend},
+            "sepkit": {"version": sepkit.__version__, "metrics": plan.metrics, "backend": backend},
         }
         text = json.dumps(scores, indent=2, allow_nan=True)
         write_text_atomic(run_dir / "test" / f"{result.track}.json", text + "\n")
@@ -745,30 +829,14 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
 
     started = time.perf_counter()
     try:
-        score_tracks(jobs(), workers, on_result)
+        pool.run(jobs(), on_result)
     finally:
         bar.close()
         if not cfg.save_estimates:
             for folder in (scratch, scratch.parent):
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-    seconds = time.perf_counter() - started
-
-    rows = [
-        dataclasses.replace(row, method=method) if row.method == ESTIMATES else row
-        for name in names
-        for row in results[name].rows
-    ]
-    this = Evaluation(method, [row for row in rows if row.method != MIXTURE], metrics, run_dir)
-    distinct_method_names([this, *compared])
-    rows = (
-        this.rows
-        + [row for e in compared for row in e.rows]
-        + [row for row in rows if row.method == MIXTURE]
-    )
-    methods = [this.method, *(e.method for e in compared), *([MIXTURE] if cfg.baseline else [])]
-    _write_reports(cfg, run_dir, data, tracks, rows, methods, metrics, backend, seconds, compared)
-    return run_dir
+    return results, time.perf_counter() - started
 
 
 def _museval_version() -> str:
@@ -781,25 +849,23 @@ def _museval_version() -> str:
 
 
 def _separated(
-    separator: Any,
-    track: str,
-    references: dict[str, AudioSource],
-    mixture: AudioSource | None,
-    data: Any,
-    scored: Sequence[str],
+    plan: _Plan, track: str, references: dict[str, AudioSource], mixture: AudioSource | None
 ) -> dict[str, np.ndarray]:
     """The model's stems of one track's mixture (read as its references are), float32
     (samples, channels), the scored ones only."""
+    import torch
+
+    nb_channels = plan.data.nb_channels
     if mixture is not None:
-        audio = read_signal(mixture, data.nb_channels)
+        audio = read_signal(mixture, nb_channels)
     else:
-        audio = np.sum([read_signal(s, data.nb_channels) for s in references.values()], axis=0)
+        audio = np.sum([read_signal(s, nb_channels) for s in references.values()], axis=0)
     tensor = torch.from_numpy(np.ascontiguousarray(audio.T, dtype=np.float32))
     try:
-        stems = separator.separate(tensor, data.sample_rate)
+        stems = plan.separator.separate(tensor, plan.data.sample_rate)
     except SepkitError as error:
         raise SepkitError(f"{track}: {error}") from None
-    return {name: stems[name].numpy().T for name in scored}
+    return {name: stems[name].numpy().T for name in plan.scored}
 
 
 def _written(stems: dict[str, np.ndarray], folder: Path, sample_rate: int) -> dict:
@@ -817,16 +883,14 @@ def _written(stems: dict[str, np.ndarray], folder: Path, sample_rate: int) -> di
 def _write_reports(
     cfg: Any,
     run_dir: Path,
-    data: Any,
-    tracks: Sequence[Any],
+    plan: _Plan,
     rows: list[Row],
     methods: list[str],
-    metrics: str,
     backend: str,
     seconds: float,
     compared: Sequence[Evaluation],
 ) -> None:
-    method = methods[0]
+    method, metrics, data, tracks = methods[0], plan.metrics, plan.data, plan.tracks
     targets = list(data.targets) + (list(DERIVED_TARGETS) if metrics == "bsseval" else [])
     if cfg.estimates:
         what = f"estimates {Path(cfg.estimates).expanduser()}"
@@ -877,9 +941,9 @@ def _write_reports(
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     write_text_atomic(run_dir / "evaluation.json", json.dumps(description, indent=2) + "\n")
+    print(f"reports: {run_dir}/ (summary.md, results.csv, boxplot.png, test/<track>.json)")
     print()
     print(summary_table(rows, methods, targets, metrics))
     improvement = improvement_line(rows, method, targets, metrics)
     if improvement:
         print(improvement)
-    print(f"reports: {run_dir}/ (summary.md, results.csv, boxplot.png, test/<track>.json)")
