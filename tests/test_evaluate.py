@@ -335,6 +335,39 @@ def test_speech_si_sdri_after_the_best_permutation(tmp_path):
     assert float(line.split("|")[4]) == pytest.approx(mean, abs=0.006)
 
 
+def test_references_are_read_as_musdb_reads_them(tmp_path, toy_tracks):
+    # museval's caller reads MUSDB18 through musdb: 16-bit PCM from ffmpeg, for the
+    # .stem.mp4 release and for WAV folders (the toy set) alike
+    import musdb
+    import stempeg
+
+    from sepkit.data import MUSDBData
+    from sepkit.data.toy import synthesise_song
+    from sepkit.evaluate import read_signal, reference_sources
+
+    song = synthesise_song(np.random.default_rng(5), 44100, 44100)
+    streams = ["mixture", "drums", "bass", "other", "vocals"]
+    (tmp_path / "test").mkdir()
+    stempeg.write_stems(
+        str(tmp_path / "test" / "Band - Song.stem.mp4"),
+        np.stack([song[stream] for stream in streams]),
+        sample_rate=44100,
+        writer=stempeg.StreamsWriter(codec="aac", stem_names=streams),
+    )
+    stem_files = MUSDBData(root=str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    toy = instantiate(compose_eval(*TOY).dataset, _convert_="all")
+    for data, tracks, is_wav in [(stem_files, None, False), (toy, toy_tracks[:1], True)]:
+        tracks = tracks or data.test_tracks()
+        sources = reference_sources(data, tracks)
+        database = musdb.DB(root=str(data.root), subsets="test", is_wav=is_wav)
+        for track in database.tracks[: len(tracks)]:
+            stems, mixture = sources[track.name]
+            for name in ("vocals", "bass"):  # (each stream is one more ffmpeg run)
+                expected = track.sources[name].audio
+                np.testing.assert_array_equal(read_signal(stems[name], 2), expected)
+            np.testing.assert_array_equal(read_signal(mixture, 2), track.audio)
+
+
 def run_main(*arguments: str) -> int:
     """``sepkit eval ...`` in this process; its exit status."""
     try:
