@@ -140,13 +140,6 @@ def read_signal(source: AudioSource, nb_channels: int) -> np.ndarray:
     return _convert_channels(audio, nb_channels, source.path)
 
 
-def _fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
-    """Cut to num_samples or pad zeros at the end, as museval does with estimates."""
-    if len(audio) >= num_samples:
-        return audio[:num_samples]
-    return np.pad(audio, ((0, num_samples - len(audio)), (0, 0)))
-
-
 # -- scoring one track (in this process or a worker) ----------------------------------------
 
 
@@ -234,6 +227,7 @@ def _music_scores(
     estimates: dict[str, np.ndarray],
 ) -> tuple[dict[str, Any], list[Row]]:
     from sepkit.metrics import evaluate_track
+    from sepkit.metrics.track import _round_like_museval
 
     def bsseval(estimated: dict[str, np.ndarray]) -> dict[str, Any]:
         return evaluate_track(
@@ -251,7 +245,7 @@ def _music_scores(
     for target in scores["targets"]:
         name = target["name"]
         values = _whole_track_metrics(_reference_of(name, references), estimates[name], mixture)
-        target["track_metrics"] = {k: _rounded(v) for k, v in values[ESTIMATES].items()}
+        target["track_metrics"] = {k: _round_like_museval(v) for k, v in values[ESTIMATES].items()}
         for method, metrics in values.items():
             if method == MIXTURE and not job.baseline:
                 continue
@@ -277,6 +271,7 @@ def _speech_scores(
 
     from sepkit.losses.pit import best_permutation
     from sepkit.metrics import sdr, si_sdr
+    from sepkit.metrics.track import _round_like_museval
 
     estimate_names = list(estimates)
 
@@ -327,7 +322,7 @@ def _speech_scores(
                     {
                         "time": 0.0,
                         "duration": duration,
-                        "metrics": {k: _rounded(v) for k, v in ours.items()},
+                        "metrics": {k: _round_like_museval(v) for k, v in ours.items()},
                     }
                 ],
             }
@@ -338,13 +333,10 @@ def _speech_scores(
     return {"targets": targets}, rows
 
 
-def _rounded(value: float) -> float:
-    """museval's rounding of stored scores: 1e-5 dB, NaN for non-finite values."""
-    return round(value, 5) if math.isfinite(value) else math.nan
-
-
 def score_track(job: TrackJob) -> TrackResult:
     """Read one track's references, mixture and estimates and score them (any process)."""
+    from sepkit.metrics.track import _fit_length
+
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -418,9 +410,15 @@ class ScoringPool:
         if self.workers > 1:
             import multiprocessing
 
-            # spawn: a forked copy of a process whose OpenMP threads have run can hang
-            context = multiprocessing.get_context("spawn")
+            # Not a fork of this process: a forked copy of a process whose OpenMP threads have
+            # run can hang. A fork server imports torch and the metrics once and forks the
+            # workers from itself (fast, and safe: it runs no threads); spawn elsewhere.
             self._stack.enter_context(_one_thread_per_library())
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["torch", "sepkit.metrics", "sepkit.evaluate"])
+            else:
+                context = multiprocessing.get_context("spawn")
             self._pool = self._stack.enter_context(
                 ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker)
             )
@@ -640,15 +638,12 @@ def _method_name(cfg: Any) -> str:
     return name if name != MIXTURE else f"{name} (estimates)"
 
 
-def _prepare_out_dir(run_dir: Path, overwrite: bool) -> None:
-    if (run_dir / "results.csv").exists():
-        if not overwrite:
-            raise SepkitError(
-                f"{run_dir} already holds an evaluation (results.csv): choose another "
-                "out_dir or set overwrite=true"
-            )
-        for path in (run_dir / "test").glob("*.json"):
-            path.unlink()
+def _check_out_dir(run_dir: Path, overwrite: bool) -> None:
+    if (run_dir / "results.csv").exists() and not overwrite:
+        raise SepkitError(
+            f"{run_dir} already holds an evaluation (results.csv): choose another out_dir or "
+            "set overwrite=true"
+        )
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -730,7 +725,7 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
         raise SepkitError(f"estimates={cfg.estimates}: no such folder")
     compared = [load_evaluation(Path(folder)) for folder in cfg.compare]
     run_dir = Path(run_dir)
-    _prepare_out_dir(run_dir, cfg.overwrite)
+    _check_out_dir(run_dir, cfg.overwrite)
 
     # the workers start now: their imports overlap this process's
     with ScoringPool(int(cfg.workers)) as pool:
@@ -778,6 +773,8 @@ def _score(
     data = plan.data
     scratch = run_dir / "estimates" / "test"
     (run_dir / "test").mkdir(parents=True, exist_ok=True)
+    for path in (run_dir / "test").glob("*.json"):  # an earlier evaluation's (overwrite)
+        path.unlink()
     write_stems = pool.workers > 1 or cfg.save_estimates
 
     def jobs() -> Iterator[TrackJob]:
