@@ -410,20 +410,16 @@ class ScoringPool:
         if self.workers > 1:
             import multiprocessing
 
-            # Not a fork of this process: a forked copy of a process whose OpenMP threads have
-            # run can hang. A fork server imports torch and the metrics once and forks the
-            # workers from itself (fast, and safe: it runs no threads); spawn elsewhere.
-            self._stack.enter_context(_one_thread_per_library())
-            if "forkserver" in multiprocessing.get_all_start_methods():
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["torch", "sepkit.metrics", "sepkit.evaluate"])
-            else:
-                context = multiprocessing.get_context("spawn")
+            # spawn, not fork: a forked copy of a process whose OpenMP threads have run can
+            # hang; and spawning returns at once, the processes import torch on their own
+            context = multiprocessing.get_context("spawn")
             self._pool = self._stack.enter_context(
                 ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker)
             )
-            for _ in range(self.workers):  # a process is started per task while none is idle
-                self._pool.submit(_ready)
+            # every process starts now (one per task while none is idle), with one thread
+            with _one_thread_per_library():
+                for _ in range(self.workers):
+                    self._pool.submit(_ready)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -727,7 +723,7 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     _check_out_dir(run_dir, cfg.overwrite)
 
-    # the workers start now: their imports overlap this process's
+    # the workers start now: their imports overlap the loading of the dataset and model
     with ScoringPool(int(cfg.workers)) as pool:
         import torch
 
@@ -754,7 +750,8 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
         + [row for row in rows if row.method == MIXTURE]
     )
     methods = [this.method, *(e.method for e in compared), *([MIXTURE] if cfg.baseline else [])]
-    _write_reports(cfg, run_dir, plan, rows, methods, backend, seconds, compared)
+    scoring_seconds = {name: round(result.seconds, 3) for name, result in results.items()}
+    _write_reports(cfg, run_dir, plan, rows, methods, backend, seconds, compared, scoring_seconds)
     return run_dir
 
 
@@ -837,11 +834,13 @@ def _score(
 
 
 def _museval_version() -> str:
-    try:
-        from museval.version import _version
+    """The installed museval's version, from its metadata (importing museval takes
+    seconds: it loads pandas and musdb)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-        return str(_version)
-    except ImportError:
+    try:
+        return version("museval")
+    except PackageNotFoundError:
         return "unknown"
 
 
@@ -886,6 +885,7 @@ def _write_reports(
     backend: str,
     seconds: float,
     compared: Sequence[Evaluation],
+    scoring_seconds: dict[str, float],
 ) -> None:
     method, metrics, data, tracks = methods[0], plan.metrics, plan.data, plan.tracks
     targets = list(data.targets) + (list(DERIVED_TARGETS) if metrics == "bsseval" else [])
@@ -933,6 +933,7 @@ def _write_reports(
         "evaluated": what,
         "compared": [str(e.folder) for e in compared],
         "seconds": round(seconds, 3),
+        "scoring_seconds": scoring_seconds,  # per track, in its process
         "workers": cfg.workers,
         "sepkit_version": sepkit.__version__,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
