@@ -125,7 +125,8 @@ def _remove_partial_run(run_dir: Path, job_name: str) -> None:
         return
     shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
     (run_dir / f"{job_name}.log").unlink(missing_ok=True)
-    for folder in (run_dir, *run_dir.parents[:2]):
+    # up to runs/ of runs/<date>/<time> (train) and of runs/eval/<date>/<time> (eval)
+    for folder in (run_dir, *run_dir.parents[:3]):
         try:
             folder.rmdir()  # only when empty
         except OSError:

@@ -385,8 +385,17 @@ def test_bad_input_is_one_line_error_and_leaves_no_folder(
     missing = broken / "test" / toy_tracks[1].name / "drums.wav"
     missing.unlink()
     monkeypatch.delenv("MUSDB_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    # no arguments: umxhq on MUSDB18's test set at $MUSDB_PATH, into runs/eval/<date>/<time>
+    assert run_main() == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "error: no MUSDB18 folder given: set dataset.root=<folder> or the MUSDB_PATH "
+        "environment variable (or use dataset=toy)"
+    )
+    assert not (tmp_path / "runs").exists()
     cases = [
-        ([], "no MUSDB18 folder given: set dataset.root=<folder> or the MUSDB_PATH"),
+        (["dataset=musdb"], "no MUSDB18 folder given: set dataset.root=<folder> or the MUSDB_PATH"),
         ([*TOY, f"estimates={tmp_path / 'nowhere'}"], f"estimates={tmp_path / 'nowhere'}: no such"),
         ([*TOY, f"estimates={broken}"], f"{missing}: missing"),
         ([*TOY, f"estimates={broken}", "checkpoint=x"], "choose one thing to evaluate"),
