@@ -34,7 +34,8 @@ test: install ffmpeg
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope
 
 # Train a small Open-Unmix on the generated toy set (a few minutes on two CPU cores),
-# then separate a toy test song with the run's best checkpoint.
+# separate a toy test song with the run's best checkpoint, then score the model on the toy
+# test set (BSSEval v4, as museval) beside the mixture as estimate: the summary table ends it.
 TOY_TEST_SONG := from sepkit.data.toy import ToyMUSDB; print(ToyMUSDB().test_tracks()[0].mixture)
 demo: install ffmpeg
 	@RUN=runs/demo/$$(date +%Y-%m-%d_%H-%M-%S); \
@@ -42,7 +43,8 @@ demo: install ffmpeg
 	echo "run directory: $$RUN" && \
 	SONG=$$($(BIN)/python -c "$(TOY_TEST_SONG)") && \
 	$(BIN)/sepkit separate "$$SONG" checkpoint=$$RUN out_dir=$$RUN name=separated && \
-	echo "stems of $$SONG: $$RUN/separated/"
+	echo "stems of $$SONG: $$RUN/separated/" && \
+	$(BIN)/sepkit eval checkpoint=$$RUN dataset=toy workers=2 out_dir=$$RUN/eval
 
 lint: install
 	$(BIN)/ruff check sepkit tests benchmarks

@@ -161,7 +161,8 @@ def _remove_partial_run(run_dir: Path, job_name: str) -> None:
     shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
     shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)  # opened before epoch 1
     (run_dir / f"{job_name}.log").unlink(missing_ok=True)
-    for folder in (run_dir, *run_dir.parents[:2]):
+    # up to runs/ of runs/<date>/<time> (train) and of runs/eval/<date>/<time> (eval)
+    for folder in (run_dir, *run_dir.parents[:3]):
         try:
             folder.rmdir()  # only when empty
         except OSError:
@@ -259,7 +260,12 @@ def eval_task(cfg) -> None:  # noqa: ANN001
     from sepkit.evaluate import run_evaluation
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    _report_user_errors(lambda: run_evaluation(cfg, run_dir), lambda: None)
+    # bad input leaves no folder behind, unless it holds an earlier evaluation
+    if (run_dir / "results.csv").exists():
+        clean_up = lambda: None  # noqa: E731
+    else:
+        clean_up = functools.partial(_remove_partial_run, run_dir, "eval")
+    _report_user_errors(lambda: run_evaluation(cfg, run_dir), clean_up)
 
 
 def _adjust_completion_line(command: str) -> None:
