@@ -497,10 +497,59 @@ TRAIN_ROWS = [
         error=("{w.path}: holds no training state",)),
 ]  # fmt: skip
 
-# `sepkit eval` (sepkit/evaluate.py) is written in parallel: its rows go here, named
-# "eval: ...", built like the others (a stems folder missing a stem, a reference of
-# another length, a NaN estimate, a checkpoint spoilt as above, ...).
-EVAL_ROWS: list[Row] = []
+
+def eval_test_set(workspace: Workspace) -> Path:
+    """A folder dataset whose test split holds three 1-second tracks (made once)."""
+    root = workspace.inputs / "eval_stems"
+    if not root.exists():
+        write_stem_tracks(root)
+        (root / "train").rename(root / "test")
+    return root
+
+
+def estimates_folder(workspace: Workspace, missing: str | None = None) -> Path:
+    """Estimates of ``test_tracks`` (the references, quieter), without ``missing`` of the
+    second track."""
+    root = workspace.inputs / "estimates"
+    for track in sorted((eval_test_set(workspace) / "test").iterdir()):
+        (root / track.name).mkdir(parents=True)
+        for stem in STEMS:
+            if track.name == "track 1" and stem == missing:
+                workspace.path = root / track.name / f"{stem}.wav"
+                continue
+            audio, rate = soundfile.read(track / f"{stem}.wav")
+            soundfile.write(root / track.name / f"{stem}.wav", 0.9 * audio, rate)
+    return root
+
+
+def evaluate(workspace: Workspace, *extra: str) -> list[str]:
+    return ["eval", "dataset=folder", f"dataset.root={eval_test_set(workspace)}",
+            f"out_dir={workspace.root / 'evaluation'}", "progress=false", *extra]  # fmt: skip
+
+
+EVAL_ROWS = [
+    Row("eval: estimates folder missing",
+        lambda w: evaluate(w, f"estimates={w.inputs / 'nowhere'}"),
+        error=("nowhere: no such folder",)),
+    Row("eval: estimates missing a stem",
+        lambda w: evaluate(w, f"estimates={estimates_folder(w, missing='bass')}"),
+        error=("{w.path}: missing", "dataset.targets")),
+    Row("eval: override of the wrong type",
+        lambda w: evaluate(w, "workers=abc"),
+        error=("workers=abc", "Integer")),
+    Row("eval: unknown backend",
+        lambda w: evaluate(w, "backend=fastest"),
+        error=("backend=fastest", "fast, museval")),
+    Row("eval: checkpoint that does not exist",
+        lambda w: evaluate(w, f"checkpoint={w.inputs / 'none.pt'}"),
+        error=("none.pt: no such checkpoint",)),
+    Row("eval: truncated checkpoint",
+        lambda w: evaluate(w, f"checkpoint={truncated_checkpoint(w)}"),
+        error=("{w.path}: not a readable checkpoint",)),
+    Row("eval: no MUSDB18 given",
+        lambda w: ["eval", f"out_dir={w.root / 'evaluation'}", "progress=false"],
+        error=("no MUSDB18 folder given", "MUSDB_PATH", "dataset=toy")),
+]  # fmt: skip
 
 ROWS = SEPARATE_ROWS + TRAIN_ROWS + EVAL_ROWS
 
