@@ -12,16 +12,17 @@ Conv-TasNet on 1 s stereo segments at 22.05 kHz, batch 8). For each setup two
 loss, backward, gradient clipping, optimizer step: the code ``sepkit train`` runs per
 batch) is timed on the same batches, drawn once from the trainer's DataLoader and kept in
 memory, so data loading is not timed. Rounds alternate between setups and precisions; the
-figure is the median over rounds of steps per second (other jobs on a shared machine only
-slow a round down, and the median ignores one bad round). The data are the toy set,
-generated into a temporary cache.
+figures are the best round's steps per second of wall-clock time and CPU seconds of this
+process per step, with every round's steps per second beside them: other jobs on a shared
+machine only ever slow a round down (with two threads, even its CPU time: OpenMP threads
+spin while they wait for a core). The data are the toy set, generated into a temporary
+cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -59,16 +60,18 @@ def batches(trainer, count: int) -> list:
     return [next(loader) for _ in range(count)]
 
 
-def steps_per_second(trainer, held: list, steps: int) -> float:
+def timed_steps(trainer, held: list, steps: int) -> tuple[float, float]:
+    """(steps per second of wall-clock time, CPU seconds of this process per step)."""
     trainer.network.train()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for step in range(steps):
         mixture, sources = held[step % len(held)]
         if trainer.batch_augmentation is not None:
             mixture, sources = trainer.batch_augmentation(mixture, sources)
         if trainer._step(mixture, sources) is None:
             raise RuntimeError("a step was skipped (non-finite loss): the figure would lie")
-    return steps / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return steps / wall, cpu / steps
 
 
 def main() -> None:
@@ -108,27 +111,35 @@ def main() -> None:
             f" {shape} at {cfg.dataset.sample_rate} Hz, loss {type(trainer.loss_function).__name__}"
         )
         for amp in (False, True):  # warm-up: first-call allocations, autocast caches
-            steps_per_second(trainers[name, amp], held[name], 2)
+            timed_steps(trainers[name, amp], held[name], 2)
 
-    figures: dict[tuple[str, bool], list[float]] = {key: [] for key in trainers}
+    rates: dict[tuple[str, bool], list[float]] = {key: [] for key in trainers}
+    cpu: dict[tuple[str, bool], list[float]] = {key: [] for key in trainers}
     for _ in range(arguments.rounds):
         for name, amp in trainers:
-            rate = steps_per_second(trainers[name, amp], held[name], arguments.steps)
-            figures[name, amp].append(rate)
+            rate, cpu_per_step = timed_steps(trainers[name, amp], held[name], arguments.steps)
+            rates[name, amp].append(rate)
+            cpu[name, amp].append(cpu_per_step)
 
+    load = os.getloadavg()[0]
     print(
-        f"\n{arguments.threads} CPU threads, {arguments.steps} steps x {arguments.rounds} rounds,"
-        " median steps per second (all rounds):"
+        f"\n{arguments.threads} CPU threads, {arguments.steps} steps x {arguments.rounds} rounds, "
+        f"load average {load:.1f} at the end; steps per second of wall-clock time (best "
+        "round, then each round) and CPU seconds per step (best round):"
     )
-    print("| setup | float32 steps/s | bfloat16 autocast steps/s | AMP / float32 |")
-    print("|---|---|---|---|")
+    print(
+        "| setup | float32 steps/s | bfloat16 AMP steps/s | AMP / float32 (wall) "
+        "| float32 CPU s/step | AMP CPU s/step | AMP / float32 (CPU) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name in setups:
-        plain = statistics.median(figures[name, False])
-        mixed = statistics.median(figures[name, True])
+        plain, mixed = (max(rates[name, amp]) for amp in (False, True))
+        plain_cpu, mixed_cpu = (min(cpu[name, amp]) for amp in (False, True))
+        rounds = {amp: ", ".join(f"{x:.2f}" for x in rates[name, amp]) for amp in (False, True)}
         print(
-            f"| {name} | {plain:.2f} ({', '.join(f'{x:.2f}' for x in figures[name, False])})"
-            f" | {mixed:.2f} ({', '.join(f'{x:.2f}' for x in figures[name, True])})"
-            f" | {mixed / plain:.2f} |"
+            f"| {name} | {plain:.2f} ({rounds[False]}) | {mixed:.2f} ({rounds[True]}) "
+            f"| {mixed / plain:.2f} | {plain_cpu:.2f} | {mixed_cpu:.2f} "
+            f"| {plain_cpu / mixed_cpu:.2f} |"
         )
 
 

@@ -39,7 +39,10 @@ from tests.test_separate import MUSIC_TARGETS, RATE, save_run, song, tiny_model
 
 # One step of one epoch: the trained run only has to exist.
 ONE_STEP = ["trainer.epochs=1", "trainer.steps_per_epoch=1"]
+# One thread: on tensors this small a second costs more than it gives, and on a busy machine
+# two spinning OpenMP threads can make a step take seconds.
 TRAINER = [o for o in TINY_TRAINER if not o.startswith("trainer.steps_per_epoch")]
+TRAINER.append("trainer.threads=1")
 MODEL_NAME = "tiny"  # the separation model's run folder, hence its stems folder
 
 
@@ -232,10 +235,24 @@ def stem_folder(workspace: Workspace, tweak: Callable[[Path], object] | None = N
     return root
 
 
-def train_on(root: Path, run: Path, *extra: str) -> list[str]:
-    """``sepkit train`` of the tiny model for one step on the folder dataset ``root``."""
+# A waveform model: no input statistics, so the main process reads no audio before the
+# DataLoader's workers start.
+TINY_CONVTASNET = [
+    "model=convtasnet", "loss=waveform_l1", "model.filters=8", "model.bottleneck_channels=8",
+    "model.skip_channels=null", "model.hidden_channels=8", "model.layers=1", "model.repeats=1",
+]  # fmt: skip
+
+
+def nan_vocals_in_every_track(track: Path) -> None:
+    for folder in track.parent.iterdir():
+        audio = with_bad_sample(np.nan, 1.0, 0.2)
+        soundfile.write(folder / "vocals.wav", audio, RATE, subtype="FLOAT")
+
+
+def train_on(root: Path, run: Path, *extra: str, model: list[str] = TINY_MODEL) -> list[str]:
+    """``sepkit train`` of a tiny model for one step on the folder dataset ``root``."""
     return [
-        "train", *TINY_MODEL, *TRAINER, *ONE_STEP, "dataset=folder", f"dataset.root={root}",
+        "train", *model, *TRAINER, *ONE_STEP, "dataset=folder", f"dataset.root={root}",
         "dataset.segment=0.5", "dataset.samples_per_track=1", "dataset.valid_fraction=0.34",
         f"hydra.run.dir={run}", *extra,
     ]  # fmt: skip
@@ -450,6 +467,11 @@ TRAIN_ROWS = [
         lambda w: train_on(stem_folder(w, lambda t: soundfile.write(
             t / "vocals.wav", with_bad_sample(np.nan, 1.0, 0.2), RATE, subtype="FLOAT")), w.run),
         error=("{w.path}/vocals.wav: NaN or infinite samples",)),
+    # read first in a DataLoader worker, which sends errors back inside its traceback
+    Row("train: NaN samples read in a DataLoader worker",
+        lambda w: train_on(stem_folder(w, nan_vocals_in_every_track), w.run,
+                           "trainer.num_workers=1", model=TINY_CONVTASNET),
+        error=("/vocals.wav: NaN or infinite samples", "replace it")),
     Row("train: zero samples in a dataset",
         lambda w: train_on(stem_folder(w, lambda t: [soundfile.write(
             t / f"{s}.wav", np.zeros((0, 2), np.float32), RATE) for s in STEMS]), w.run),
