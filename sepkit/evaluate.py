@@ -574,22 +574,9 @@ def find_estimate_files(
 
 
 def _separator(cfg: Any) -> Any:
-    from sepkit.separate import DEFAULT_PRETRAINED, Separator
+    from sepkit.separate import separator_from_config
 
-    options = {
-        "niter": cfg.niter,
-        "softmask": cfg.softmask,
-        "wiener_win_len": cfg.wiener_win_len,
-        "segment": cfg.segment,
-        "overlap": cfg.overlap,
-        "shifts": cfg.shifts,
-        "seed": cfg.seed,
-        "device": cfg.device,
-        "amp": cfg.amp,
-    }
-    if cfg.checkpoint:
-        return Separator.from_checkpoint(cfg.checkpoint, **options)
-    return Separator.from_pretrained(cfg.pretrained or DEFAULT_PRETRAINED, **options)
+    return separator_from_config(cfg)
 
 
 def _derivable_targets(data: Any) -> list[str]:

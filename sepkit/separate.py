@@ -906,21 +906,16 @@ def model_name(cfg: Any) -> str:
     return Path(str(cfg.pretrained or DEFAULT_PRETRAINED)).name
 
 
-def _separator_from_config(cfg: Any) -> Separator:
-    options = {
-        "targets": list(cfg.targets) if cfg.targets is not None else None,
-        "two_stems": cfg.two_stems,
-        "residual": cfg.residual,
-        "niter": cfg.niter,
-        "softmask": cfg.softmask,
-        "wiener_win_len": cfg.wiener_win_len,
-        "segment": cfg.segment,
-        "overlap": cfg.overlap,
-        "shifts": cfg.shifts,
-        "seed": cfg.seed,
-        "device": cfg.device,
-        "amp": cfg.amp,
-    }
+# the keys of configs/separate.yaml and configs/eval.yaml that set how a model separates
+SEPARATION_KEYS = (
+    "niter", "softmask", "wiener_win_len", "segment", "overlap", "shifts", "seed", "device", "amp",
+)  # fmt: skip
+
+
+def separator_from_config(cfg: Any, **options: Any) -> Separator:
+    """The ``Separator`` of ``cfg.checkpoint`` or ``cfg.pretrained`` (default umxhq) with the
+    separation keys of ``cfg``, plus ``options``; shared by separate and eval."""
+    options = {key: cfg[key] for key in SEPARATION_KEYS} | options
     if cfg.checkpoint and cfg.pretrained:
         raise SepkitError(
             f"checkpoint={cfg.checkpoint} and pretrained={cfg.pretrained}: choose one model"
@@ -928,6 +923,15 @@ def _separator_from_config(cfg: Any) -> Separator:
     if cfg.checkpoint:
         return Separator.from_checkpoint(cfg.checkpoint, **options)
     return Separator.from_pretrained(cfg.pretrained or DEFAULT_PRETRAINED, **options)
+
+
+def _separator_from_config(cfg: Any) -> Separator:
+    return separator_from_config(
+        cfg,
+        targets=list(cfg.targets) if cfg.targets is not None else None,
+        two_stems=cfg.two_stems,
+        residual=cfg.residual,
+    )
 
 
 def _split_arguments(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
