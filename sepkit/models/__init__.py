@@ -2,8 +2,7 @@
 
 Imported on first use, so that importing one of them does not import all."""
 
-from importlib import import_module
-from typing import Any
+from sepkit._exports import lazy_exports
 
 _MODULES = {
     "Chimera": "chimera",
@@ -24,14 +23,4 @@ _MODULES = {
     "load_pretrained": "pretrained",
 }
 
-__all__ = sorted(_MODULES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module 'sepkit.models' has no attribute {name!r}")
-    return getattr(import_module(f"sepkit.models.{_MODULES[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
