@@ -22,13 +22,13 @@ What museval does, and what is done here instead to get the same numbers faster:
   lags 0..filters_len-1 are accumulated over short blocks: the blocks' cross-spectra are
   summed by a batched matrix product, then one short inverse FFT gives every lag.
 - museval solves its (sources * channels * filters_len)^2 Gram matrix by LU once per
-  estimate (4 factorisations of a 4096^2 matrix for 4 stereo sources, ~90 GFLOP). That
-  matrix is block-Toeplitz: here the block Levinson recursion solves it, and the
-  per-source systems, for all estimates at once in O(filters_len^2) small steps, refined
-  once by solving again for its residual. It is kept where its residual is small and the
-  systems well conditioned (references stored with 16 bits, as MUSDB18's, are); elsewhere
-  one dense factorisation (Cholesky, else LU and least squares as museval) serves all
-  estimates.
+  estimate (4 factorisations of a 4096^2 matrix for 4 stereo sources, ~90 GFLOP). Here
+  each source's own system (a diagonal block) is factorised once for all estimates, and the
+  block-Toeplitz system of all sources is solved by the block Levinson recursion in
+  O(filters_len^2) small steps, refined once by solving again for its residual. It is kept
+  where its residual is small and the systems well conditioned (references stored with 16
+  bits, as MUSDB18's, are); elsewhere one dense Cholesky factorisation (LU and least
+  squares as museval's where it fails) serves all estimates.
 - museval projects each window with one FFT convolution per source, channel pair and
   filter set. Here each window is transformed once, projections are products of spectra
   and their energies follow from Parseval's theorem, with no inverse transform.
@@ -207,6 +207,40 @@ def _gram_matrix(reference_correlations: torch.Tensor) -> torch.Tensor:
     return gram
 
 
+def _cholesky_solver(matrix: torch.Tensor) -> Any:
+    """Cholesky factorisation of one symmetric (n, n) matrix -> its solver, or None when it
+    fails (the matrix is not numerically positive definite).
+
+    On CPU LAPACK's potrf is called through scipy with ``clean=0``: torch's own Cholesky
+    also zeroes the factor's other triangle, which at n = 4096 costs a third of the
+    factorisation itself; potrs never reads that triangle.
+    """
+    if matrix.device.type != "cpu":
+        factor, info = torch.linalg.cholesky_ex(matrix)
+        if int(info) != 0:
+            return None
+
+        def solve(rhs: torch.Tensor) -> torch.Tensor:
+            # two triangular solves: torch.cholesky_solve copies the factor on every call
+            lower = torch.linalg.solve_triangular(factor, rhs, upper=False)
+            return torch.linalg.solve_triangular(factor.mT, lower, upper=True)
+
+        return solve
+
+    from scipy.linalg import lapack
+
+    # the transpose of a C-ordered symmetric matrix is itself in Fortran order: no copy
+    factor, info = lapack.dpotrf(matrix.numpy().T, lower=1, clean=0)
+    if info != 0:
+        return None
+
+    def solve(rhs: torch.Tensor) -> torch.Tensor:
+        solution, _ = lapack.dpotrs(factor, np.asfortranarray(rhs.numpy()), lower=1)
+        return torch.from_numpy(np.ascontiguousarray(solution))
+
+    return solve
+
+
 def _solve_shifted_gram(
     shifted_matrix: torch.Tensor, right_hand_sides: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,12 +254,11 @@ def _solve_shifted_gram(
         solution: (..., n, k).
         condition: (...,) estimated condition number of G + eps I (inf when singular).
 
-    The dense fallback of _distortion_filters. museval calls np.linalg.solve (LU) and, on an
-    exactly singular matrix, means to fall back to np.linalg.lstsq(G, D) (its except clause
-    names np.linalg.linalg, which numpy 2 removed, so museval 0.4.1 raises AttributeError
-    there instead). G is a Gram matrix, so Cholesky gives the same solution at half the cost
-    of LU; where rounding makes it fail LU takes over as in museval, then least squares as
-    museval intends.
+    museval calls np.linalg.solve (LU) and, on an exactly singular matrix, means to fall
+    back to np.linalg.lstsq(G, D) (its except clause names np.linalg.linalg, which numpy 2
+    removed, so museval 0.4.1 raises AttributeError there instead). G is a Gram matrix, so
+    Cholesky gives the same solution at half the cost of LU; where rounding makes it fail
+    LU takes over as in museval, then least squares as museval intends.
     """
     if shifted_matrix.ndim > 2:
         # one matrix at a time: batched LU of torch 2.13's MKL hangs on some of these
@@ -234,32 +267,25 @@ def _solve_shifted_gram(
             *(_solve_shifted_gram(*pair) for pair in zip(shifted_matrix, right_hand_sides))
         )
         return torch.stack(solutions), torch.stack(conditions)
-    cholesky_factor, info = torch.linalg.cholesky_ex(shifted_matrix)
-    if not bool((info != 0).any()):
-
-        def solve(rhs: torch.Tensor) -> torch.Tensor:
-            # two triangular solves: torch.cholesky_solve copies the factor on every call
-            lower = torch.linalg.solve_triangular(cholesky_factor, rhs, upper=False)
-            return torch.linalg.solve_triangular(cholesky_factor.mT, lower, upper=True)
-
-        singular = info != 0
-    else:
+    solve = _cholesky_solver(shifted_matrix)
+    singular = False
+    if solve is None:
         lu_factors, pivots, info = torch.linalg.lu_factor_ex(shifted_matrix)
-        singular = info != 0
+        singular = int(info) != 0
 
         def solve(rhs: torch.Tensor) -> torch.Tensor:
             return torch.linalg.lu_solve(lu_factors, pivots, rhs)
 
     solution = solve(right_hand_sides)
     condition = _condition_estimate(shifted_matrix, solve)
-    if bool(singular.any()):
+    if singular:
         eps = torch.finfo(torch.float64).eps
-        matrix = shifted_matrix[singular].cpu()
-        matrix.diagonal(dim1=-2, dim2=-1).sub_(eps)
+        matrix = shifted_matrix.cpu().clone()
+        matrix.diagonal().sub_(eps)
         # gelsd (SVD; numpy's driver and default rcond) exists on CPU only
-        fallback = torch.linalg.lstsq(matrix, right_hand_sides[singular].cpu(), driver="gelsd")
-        solution[singular] = fallback.solution.to(solution.device)
-        condition[singular] = math.inf
+        fallback = torch.linalg.lstsq(matrix, right_hand_sides.cpu(), driver="gelsd")
+        solution = fallback.solution.to(solution.device)
+        condition = torch.full_like(condition, math.inf)
     return solution, condition
 
 
@@ -402,133 +428,100 @@ def _distortion_filters(
             copies of reference j alone.
 
     museval solves (G + eps I) C = D with G the Gram matrix of the delayed references and D
-    their correlations with the estimates, by LU, once per estimate. G is block-Toeplitz, so
-    the block Levinson recursion solves both systems (all references; each reference alone,
-    which is the block-diagonal part of G) for all estimates at once. Where its residual is
-    not small or the system is ill-conditioned, a dense factorisation as museval's takes
-    over.
+    their correlations with the estimates, by LU, once per estimate. Here each reference's
+    own system (a diagonal block of G, C * L unknowns) is factorised once for all
+    estimates. G is block-Toeplitz: the block Levinson recursion solves the system of all
+    references in O(L^2 (S C)^3) small steps instead of O(L^3 (S C)^3). It is used where it
+    pays (S * C * L above DENSE_MAX_UNKNOWNS) and can be trusted: the diagonal blocks'
+    condition numbers are lower bounds of G's (Cauchy's interlacing theorem), so an
+    ill-conditioned block sends G straight to a dense factorisation, as does a large
+    residual or condition estimate after the recursion.
     """
     num_signals = signals.shape[0] // 2
     num_channels = num_signals // num_sources
     correlations = _lagged_correlations(signals, num_signals, filters_len)
     eps = torch.finfo(torch.float64).eps
+    # g(a)[p, (j, c)] = D[(p, a), (j, c)] = <r_p delayed by a, e_(j, c)>
+    reference_estimate = correlations[:, num_signals:].permute(2, 0, 1)
 
+    own_grams, own_rhs = [], []
+    for source in range(num_sources):
+        channels = slice(source * num_channels, (source + 1) * num_channels)
+        gram = _gram_matrix(correlations[channels, channels])
+        gram.diagonal().add_(eps)
+        own_grams.append(gram)
+        rhs = reference_estimate[:, channels, channels]  # (L, C_in, C_out)
+        own_rhs.append(rhs.transpose(0, 1).reshape(num_channels * filters_len, num_channels))
+    own_filters, own_condition = _solve_shifted_gram(torch.stack(own_grams), torch.stack(own_rhs))
+    own_filters = own_filters.view(num_sources, num_channels, filters_len, num_channels)
+
+    all_filters = None
+    if (
+        num_signals * filters_len > DENSE_MAX_UNKNOWNS
+        and float(own_condition.max()) <= LEVINSON_MAX_CONDITION
+    ):
+        all_filters, all_condition = _levinson_filters(correlations, reference_estimate)
+    if all_filters is None:
+        gram = _gram_matrix(correlations[:, :num_signals])
+        gram.diagonal().add_(eps)
+        rhs = reference_estimate.transpose(0, 1).reshape(num_signals * filters_len, num_signals)
+        all_filters, all_condition = _solve_shifted_gram(gram, rhs)
+        all_filters = all_filters.view(num_signals, filters_len, num_signals)
+    _warn_if_singular(all_condition, own_condition)
+    return all_filters.contiguous(), own_filters.contiguous()
+
+
+def _levinson_filters(
+    correlations: torch.Tensor, reference_estimate: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The filters on all references by the block Levinson recursion, or None where its
+    solution cannot be trusted (the caller then factorises G densely).
+
+    Args:
+        correlations: (P, 2P, L) from _lagged_correlations, P = S * C.
+        reference_estimate: (L, P, P) right-hand sides g(a).
+
+    Returns:
+        filters (P, L, P) or None, and the estimated condition number of G.
+    """
+    num_signals, _, filters_len = correlations.shape
     # R(k)[p, q] = G[(p, a), (q, a - k)]: the correlation of references p and q at lag k
     lags = correlations[:, :num_signals].permute(2, 0, 1).clone()
     # lag 0 of (p, q) and of (q, p) are two roundings of one number: take one
     lags[0] = (lags[0] + lags[0].T) / 2
-    lags[0].diagonal().add_(eps)
-    # g(a)[p, (j, c)] = D[(p, a), (j, c)] = <r_p delayed by a, e_(j, c)>
-    reference_estimate = correlations[:, num_signals:].permute(2, 0, 1)
-    source_of = torch.arange(num_signals, device=signals.device) // num_channels
-    same_source = (source_of[:, None] == source_of[None, :]).to(lags.dtype)
-    # random columns solved alongside D estimate how much the systems amplify errors
-    generator = torch.Generator(device=signals.device).manual_seed(0)
+    lags[0].diagonal().add_(torch.finfo(torch.float64).eps)
+    # random columns solved alongside D estimate how much the system amplifies errors
+    generator = torch.Generator(device=lags.device).manual_seed(0)
     probes = torch.randn(
-        (filters_len, num_signals, num_sources),
-        generator=generator,
-        dtype=lags.dtype,
-        device=lags.device,
+        (filters_len, num_signals, 1), generator=generator, dtype=lags.dtype, device=lags.device
     )
-    own_probes = probes * (source_of[:, None] == torch.arange(num_sources, device=signals.device))
-    systems = torch.stack([lags, lags * same_source])
-    rhs = torch.stack(
-        [
-            torch.cat([reference_estimate, probes], dim=2),
-            torch.cat([reference_estimate * same_source, own_probes], dim=2),
-        ]
-    )
+    rhs = torch.cat([reference_estimate, probes], dim=2)[None]
+    lags = lags[None]
     with _one_thread():
-        solution, solved = _block_levinson(systems, rhs)
+        solution, solved = _block_levinson(lags, rhs)
+    # condition ~ largest eigenvalue (bounded by the largest row sum) times the growth
+    # of the random probe
+    row_sum = (lags[0].abs().sum(dim=(0, 2)) + lags[0, 1:].abs().sum(dim=(0, 1))).max()
+    condition = row_sum * solution[0, ..., num_signals:].norm() / probes.norm()
+    # the recursion is only weakly stable: on ill-conditioned systems its rounding errors
+    # outgrow those of a dense factorisation (0.05 dB instead of museval's own 0.002 dB at a
+    # condition of 1e14), so it is kept for well-conditioned ones only
+    if not bool(solved[0]) or float(condition) > LEVINSON_MAX_CONDITION:
+        return None, condition
     # One step of iterative refinement: the recursion's rounding errors grow with the
     # condition number faster than a dense factorisation's, and at conditions of ~1e11
     # (16-bit references of sparse synthetic stems) they moved SIR and SAR by ~0.01 dB;
     # solving again for the residual brings them back to museval's ~1e-5 dB.
-    # (the probes excite the near-null directions: their residuals are not a test)
     filters = solution[..., :num_signals]
-    correction_rhs = rhs[..., :num_signals] - _block_toeplitz_product(systems, filters)
+    target = rhs[..., :num_signals]
     with _one_thread():
-        correction, corrected = _block_levinson(systems, correction_rhs)
+        residual = target - _block_toeplitz_product(lags, filters)
+        correction, corrected = _block_levinson(lags, residual)
     filters += correction
-    solved &= corrected
-    product = _block_toeplitz_product(systems, filters)
-    residual = (product - rhs[..., :num_signals]).flatten(1).norm(dim=1)
-    solved &= residual <= RESIDUAL_TOLERANCE * rhs[..., :num_signals].flatten(1).norm(dim=1)
-
-    # condition ~ largest eigenvalue (bounded by the largest row sum) times the growth
-    # of the random probes
-    row_sums = systems.abs().sum(dim=(1, 3)) + systems[:, 1:].abs().sum(dim=(1, 2))
-    growth = solution[..., num_signals:].norm(dim=(1, 2)) / rhs[..., num_signals:].norm(dim=(1, 2))
-    all_condition = row_sums[0].max() * growth[0].max()
-    own_condition = torch.stack(
-        [row_sums[1][source_of == j].max() * growth[1, j] for j in range(num_sources)]
-    )
-    # the recursion is only weakly stable: on ill-conditioned systems its rounding errors
-    # outgrow those of a dense factorisation (0.05 dB instead of museval's own 0.002 dB at a
-    # condition of 1e14), so it is kept for well-conditioned ones only
-    solved[0] &= all_condition <= LEVINSON_MAX_CONDITION
-    solved[1] &= own_condition.max() <= LEVINSON_MAX_CONDITION
-    all_sources_filters = solution[0, ..., :num_signals].permute(1, 0, 2)
-    own_source_filters = solution[1, ..., :num_signals].permute(1, 0, 2)
-    own_source_filters = torch.stack(
-        [
-            own_source_filters[j * num_channels : (j + 1) * num_channels, :, source_of == j]
-            for j in range(num_sources)
-        ]
-    )
-    if not bool(solved.all()):
-        all_dense, own_dense, dense_all_condition, dense_own_condition = _dense_filters(
-            correlations,
-            num_sources,
-            filters_len,
-            solve_all=not bool(solved[0]),
-            solve_own=not bool(solved[1]),
-        )
-        if all_dense is not None:
-            all_sources_filters, all_condition = all_dense, dense_all_condition
-        if own_dense is not None:
-            own_source_filters, own_condition = own_dense, dense_own_condition
-    _warn_if_singular(all_condition, own_condition)
-    return all_sources_filters.contiguous(), own_source_filters.contiguous()
-
-
-def _dense_filters(
-    correlations: torch.Tensor,
-    num_sources: int,
-    filters_len: int,
-    solve_all: bool,
-    solve_own: bool,
-) -> tuple[Any, Any, Any, Any]:
-    """The filters from the explicit Gram matrix, factorised as museval's (the fallback)."""
-    num_signals = correlations.shape[0]
-    num_channels = num_signals // num_sources
-    shifted_gram = _gram_matrix(correlations[:, :num_signals])
-    shifted_gram.diagonal().add_(torch.finfo(torch.float64).eps)
-    reference_estimate = correlations[:, num_signals:].permute(0, 2, 1)
-    reference_estimate = reference_estimate.reshape(num_signals * filters_len, num_signals)
-    all_filters = all_condition = own_filters = own_condition = None
-    if solve_all:
-        all_filters, all_condition = _solve_shifted_gram(shifted_gram, reference_estimate)
-        all_filters = all_filters.view(num_signals, filters_len, num_signals)
-    if solve_own:
-        size = num_channels * filters_len
-        own_gram = torch.stack(
-            [
-                shifted_gram[j * size : (j + 1) * size, j * size : (j + 1) * size]
-                for j in range(num_sources)
-            ]
-        )
-        own_rhs = torch.stack(
-            [
-                reference_estimate[
-                    j * size : (j + 1) * size, j * num_channels : (j + 1) * num_channels
-                ]
-                for j in range(num_sources)
-            ]
-        )
-        own_filters, own_condition = _solve_shifted_gram(own_gram, own_rhs)
-        own_filters = own_filters.view(num_sources, num_channels, filters_len, num_channels)
-    return all_filters, own_filters, all_condition, own_condition
+    residual = (_block_toeplitz_product(lags, filters) - target).norm()
+    if not bool(corrected[0]) or float(residual) > RESIDUAL_TOLERANCE * float(target.norm()):
+        return None, condition
+    return filters[0].permute(1, 0, 2), condition
 
 
 # Rounding errors of float64 (eps ~ 2e-16) move the filters' components along near-null
@@ -546,6 +539,10 @@ ILL_CONDITIONED = 3e13
 # ~1e10 and the same scores either way, to ~1e-6 dB).
 RESIDUAL_TOLERANCE = 1e-10
 LEVINSON_MAX_CONDITION = 1e12
+# Systems of at most this many unknowns are factorised densely: below it the recursion's
+# ~10 small operations per lag cost more than a Cholesky factorisation (n = 2048, two
+# stereo sources: ~0.13 s on one core against ~0.4 s for the recursion and its refinement).
+DENSE_MAX_UNKNOWNS = 2048
 
 
 def _warn_if_singular(all_condition: torch.Tensor, own_condition: torch.Tensor) -> None:
@@ -606,24 +603,17 @@ def _window_energies(
         bin_weights[-1] = 1.0 / fft_size
     bin_weights = bin_weights.to(signals.device)
 
-    # Per frequency, one (S*C, 5*S*C) matrix maps the spectrum of a window's references s
-    # to those of P_j - s, P_j, P_all - P_j, P_all and -P_all; adding e to the last gives
-    # e - P_all. All five are linear in (s, e).
+    # Per frequency, one (S*C, 2*S*C) matrix maps the spectrum of a window's references s
+    # to those of P_j (block-diagonal: each source's own filters) and P_all; the five
+    # differences whose energies are needed follow from them, s and e.
     all_spectra = torch.fft.rfft(all_sources_filters, n=fft_size, dim=1).transpose(0, 1)
     own_spectra = torch.fft.rfft(own_source_filters, n=fft_size, dim=2).permute(2, 0, 1, 3)
-    own_block_diagonal = torch.zeros_like(all_spectra)  # (F, S*C_in, S*C_out)
+    projections = all_spectra.new_zeros(num_freqs, num_signals, 2 * num_signals)
     for source in range(num_sources):
         channels = slice(source * num_channels, (source + 1) * num_channels)
-        own_block_diagonal[:, channels, channels] = own_spectra[:, source]
-    identity = torch.eye(num_signals, dtype=all_spectra.dtype, device=all_spectra.device)
-    decomposition = all_spectra.new_empty(num_freqs, num_signals, 5, num_signals)
-    torch.sub(own_block_diagonal, identity, out=decomposition[:, :, 0])
-    decomposition[:, :, 1] = own_block_diagonal
-    torch.sub(all_spectra, own_block_diagonal, out=decomposition[:, :, 2])
-    decomposition[:, :, 3] = all_spectra
-    torch.neg(all_spectra, out=decomposition[:, :, 4])
-    decomposition = decomposition.view(num_freqs, num_signals, 5 * num_signals)
-    del all_spectra, own_spectra, own_block_diagonal
+        projections[:, channels, channels] = own_spectra[:, source]
+    projections[:, :, num_signals:] = all_spectra
+    del all_spectra, own_spectra
 
     windows_per_batch = WORKING_MEMORY_BYTES // (2 * 2 * num_signals * fft_size * 8)
     windows_per_batch = int(max(1, min(num_windows, windows_per_batch)))
@@ -635,10 +625,10 @@ def _window_energies(
     for first in range(0, num_windows, windows_per_batch):
         count = min(windows_per_batch, num_windows - first)
         batch = slice(first, first + count)
-        frames = signals.as_strided(
+        buffer[:count, :, :window_len] = signals.as_strided(
             (count, 2 * num_signals, window_len), (hop, num_samples, 1), first * hop
         )
-        buffer[:count, :, :window_len] = frames
+        frames = buffer[:count, :, :window_len]
         frames = frames.view(count, 2, num_sources, num_channels, window_len)
         true, estimate = frames[:, 0], frames[:, 1]
         true_energy[batch] = true.square().sum(dim=(2, 3))
@@ -648,8 +638,12 @@ def _window_energies(
         for low in range(0, num_freqs, FREQUENCIES_PER_CHUNK):
             band = slice(low, low + FREQUENCIES_PER_CHUNK)
             chunk = spectra[:, :, band].permute(2, 0, 1).contiguous()  # (f, b, 2*S*C)
-            parts = torch.matmul(chunk[..., :num_signals], decomposition[band])
-            parts[..., 4 * num_signals :] += chunk[..., num_signals:]  # (f, b, 5*S*C)
+            references, estimates = chunk[..., :num_signals], chunk[..., num_signals:]
+            projected = torch.matmul(references, projections[band])  # (f, b, 2*S*C)
+            own, every = projected[..., :num_signals], projected[..., num_signals:]
+            parts = torch.stack(
+                [own - references, own, every - own, every, estimates - every], dim=2
+            )  # (f, b, 5, S*C)
             squared = torch.view_as_real(parts).square_().view(parts.shape[0], -1)
             energies = bin_weights[band] @ squared  # (b * 5 * S*C * 2,)
             energies = energies.view(count, 5, num_sources, num_channels, 2).sum(-1)
