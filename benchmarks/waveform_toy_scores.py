@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from sepkit.checkpoint import build_model, find_checkpoint, load_checkpoint
 from sepkit.data.base import read_track
 from sepkit.losses.pit import apply_permutation, best_permutation
-from sepkit.metrics.sdr import sdr, si_sdr
+from sepkit.metrics.ratios import sdr, si_sdr
 from sepkit.models.base import InferenceOptions
 
 

@@ -174,8 +174,7 @@ def _report_user_errors(task: Callable[[], object], clean_up: Callable[[], None]
     after ``clean_up`` has undone what the failed run wrote."""
     from hydra.errors import InstantiationException
 
-    from sepkit.errors import SepkitError
-    from sepkit.train import Interrupted
+    from sepkit.errors import Interrupted, SepkitError
 
     try:
         return task()
@@ -217,9 +216,9 @@ def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], progr
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from sepkit.config import config_dir, describe_config_error, register_schemas
+    from sepkit.config import COMMAND_GROUPS, config_dir, describe_config_error, register_schemas
 
-    register_schemas()
+    register_schemas(COMMAND_GROUPS[config_name])
     _register_resolvers()
     sys.argv = [program, *arguments]
     application = hydra.main(
@@ -282,6 +281,12 @@ def _adjust_completion_line(command: str) -> None:
             os.environ["COMP_POINT"] = str(max(point, 0))
 
 
+def _more_than_one_worker(argument: str) -> bool:
+    """``workers=N`` with N > 1 on the command line of ``sepkit eval``."""
+    key, _, value = argument.partition("=")
+    return key.lstrip("+") == "workers" and value.isdigit() and int(value) > 1
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or arguments[0] in ("-h", "--help", "help"):
@@ -302,6 +307,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif command == "eval":
         if any(a in ("-sc", "--shell-completion") for a in rest):
             _adjust_completion_line(command)
+        if any(_more_than_one_worker(argument) for argument in rest):
+            from sepkit.evaluate import start_scoring_server
+
+            start_scoring_server()  # its imports overlap Hydra's composition
         _hydra_app("eval", eval_task, rest, "sepkit-eval")
     elif command == "separate":
         from sepkit.separate import main as separate_main

@@ -15,6 +15,7 @@ import enum
 import inspect
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,23 +251,34 @@ def _targets_in_group(group: str) -> dict[str, str]:
     return found
 
 
-_registered = False
+# the groups of typed options each command composes (eval and separate load a model from a
+# checkpoint, not from the model group)
+COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
+    "train": CONFIG_GROUPS_WITH_TARGETS,
+    "eval": ("dataset",),
+    "separate": (),
+}
+_registered: set[str] = set()
 
 
-def register_schemas() -> None:
-    """Put every schema in Hydra's ConfigStore (once per process)."""
-    global _registered
-    if _registered:
-        return
+def register_schemas(groups: Sequence[str] = CONFIG_GROUPS_WITH_TARGETS) -> None:
+    """Put the commands' schemas, and those of the options of ``groups``, in Hydra's
+    ConfigStore (once per process). A group's schemas are typed from its classes'
+    signatures, which imports them: only the groups a command composes are registered
+    (importing every model costs each command a second)."""
     store = ConfigStore.instance()
-    store.store(name="train_schema", node=TrainConfig)
-    store.store(name="separate_schema", node=SeparateConfig)
-    store.store(name="eval_schema", node=EvalConfig)
-    for group in CONFIG_GROUPS_WITH_TARGETS:
+    if "commands" not in _registered:
+        store.store(name="train_schema", node=TrainConfig)
+        store.store(name="separate_schema", node=SeparateConfig)
+        store.store(name="eval_schema", node=EvalConfig)
+        _registered.add("commands")
+    for group in groups:
+        if group in _registered:
+            continue
         for class_name, target in _targets_in_group(group).items():
             schema = schema_from_signature(target)
             store.store(group=f"schema/{group}", name=class_name, node=schema)
-    _registered = True
+        _registered.add(group)
 
 
 def describe_config_error(error: BaseException) -> str:

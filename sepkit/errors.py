@@ -1,4 +1,4 @@
-"""The one exception type a user sees as a message instead of a traceback."""
+"""The exceptions a user sees as a message instead of a traceback."""
 
 
 class SepkitError(Exception):
@@ -8,3 +8,11 @@ class SepkitError(Exception):
     fix it. The command-line interface prints it as ``error: <message>`` and exits with
     status 2, without a traceback.
     """
+
+
+class Interrupted(SepkitError):
+    """SIGINT or SIGTERM arrived; a checkpoint of the position was saved."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -83,6 +84,8 @@ ESTIMATES = "estimates"
 DERIVED_TARGETS = ("accompaniment", "linear_mixture")
 # the library thread pools a scoring worker is held to one thread of
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# below this many tracks per scoring process, a track's BSSEval calls are scored apart
+SPLIT_BELOW_TRACKS_PER_WORKER = 4
 
 
 # -- reading audio ---------------------------------------------------------------------------
@@ -166,6 +169,7 @@ class TrackJob:
     hop: float = 1.0
     baseline: bool = True
     device: str | None = None
+    calls: tuple[int, ...] | None = None  # of evaluate_track; None: all
 
 
 @dataclass
@@ -238,6 +242,7 @@ def _music_scores(
             hop=job.hop,
             sample_rate=job.sample_rate,
             device=job.device,
+            calls=job.calls,
         )
 
     scores = bsseval(estimates)
@@ -338,6 +343,8 @@ def score_track(job: TrackJob) -> TrackResult:
     from sepkit.metrics.track import _fit_length
 
     started = time.perf_counter()
+    if job.device == "auto":
+        job = dataclasses.replace(job, device=_scoring_device(job.device, here=True))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         references = {
@@ -365,11 +372,11 @@ def score_track(job: TrackJob) -> TrackResult:
 
 
 def _start_worker() -> None:
-    """A scoring process: one torch thread (several processes share the cores), and the
-    metrics imported before the first track arrives."""
+    """A scoring process: one thread for torch, MKL and OpenBLAS (several processes share
+    the cores; see scoring_context), and the metrics imported before the first track."""
     import torch
 
-    import sepkit.metrics  # noqa: F401
+    import sepkit.metrics.track  # noqa: F401
 
     torch.set_num_threads(1)
 
@@ -394,11 +401,42 @@ def _one_thread_per_library() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def scoring_context() -> Any:
+    """The multiprocessing context of the scoring processes.
+
+    Where it exists (Linux, macOS) a fork server starts them: one process imports torch and
+    the metrics once, started with one thread per library (torch, MKL, OpenBLAS read their
+    variables when they load), and forks each scoring process from that state, so they
+    start at once. This process need not import torch at all to hand out the tracks, and a
+    fork of a process that has run no OpenMP threads is safe. Elsewhere they are spawned.
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # what score_track needs: torch, the metrics, scipy's LAPACK (OpenBLAS)
+    context.set_forkserver_preload(["sepkit.evaluate", "sepkit.metrics.track", "scipy.linalg"])
+    return context
+
+
+def start_scoring_server() -> None:
+    """Start the fork server of the scoring processes now, so that its imports (seconds)
+    overlap this process's own start-up; ``sepkit eval workers=N`` calls it first thing."""
+    context = scoring_context()
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        with _one_thread_per_library():
+            forkserver.ensure_running()
+
+
 class ScoringPool:
     """Scores TrackJobs here (``workers=1``) or in ``workers`` processes of one thread each.
 
-    The processes are started when the pool is entered, so their start-up (importing torch
-    takes seconds) overlaps whatever this process does before the first track is ready.
+    The processes are started when the pool is entered, from the fork server (see
+    scoring_context): start it early with start_scoring_server so that its imports overlap
+    this process's work.
     """
 
     def __init__(self, workers: int) -> None:
@@ -408,15 +446,13 @@ class ScoringPool:
 
     def __enter__(self) -> ScoringPool:
         if self.workers > 1:
-            import multiprocessing
-
-            # spawn, not fork: a forked copy of a process whose OpenMP threads have run can
-            # hang; and spawning returns at once, the processes import torch on their own
-            context = multiprocessing.get_context("spawn")
             self._pool = self._stack.enter_context(
-                ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker)
+                ProcessPoolExecutor(
+                    self.workers, mp_context=scoring_context(), initializer=_start_worker
+                )
             )
             # every process starts now (one per task while none is idle), with one thread
+            start_scoring_server()
             with _one_thread_per_library():
                 for _ in range(self.workers):
                     self._pool.submit(_ready)
@@ -425,27 +461,28 @@ class ScoringPool:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def run(self, jobs: Iterator[TrackJob], on_result: Callable[[TrackResult], None]) -> None:
-        """Score every job, calling ``on_result`` in this process as each finishes. At most
-        ``workers`` jobs wait at a time, so the jobs' producer (separation) stays at most
-        that far ahead and memory stays bounded."""
+    def run(
+        self, jobs: Iterator[TrackJob], on_result: Callable[[TrackJob, TrackResult], None]
+    ) -> None:
+        """Score every job, calling ``on_result(job, result)`` in this process as each
+        finishes. At most ``workers`` jobs wait at a time, so the jobs' producer
+        (separation) stays at most that far ahead and memory stays bounded."""
         if self._pool is None:
             for job in jobs:
-                on_result(score_track(job))
+                on_result(job, score_track(job))
             return
-        pending: set[Future] = set()
+        pending: dict[Future, TrackJob] = {}
 
         def collect(block_until: int) -> None:
-            nonlocal pending
             while len(pending) > block_until:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    on_result(future.result())
+                    on_result(pending.pop(future), future.result())
 
         try:
             for job in jobs:
                 collect(self.workers - 1)
-                pending.add(self._pool.submit(score_track, job))
+                pending[self._pool.submit(score_track, job)] = job
             collect(0)
         except BaseException:
             for future in pending:
@@ -686,6 +723,28 @@ def _plan(cfg: Any, choice: str, compared: Sequence[Evaluation]) -> _Plan:
     return plan
 
 
+def _scoring_device(setting: str, here: bool) -> str | None:
+    """The fast backend's device for TrackJob: None for the CPU, else a torch device name,
+    or "auto" for scoring processes to resolve each on its own. Checked here when this
+    process scores or holds a model (it has imported torch); a scoring process checks it
+    otherwise, so that this one need not import torch to list the tracks."""
+    if setting == "cpu":
+        return None
+    if setting == "auto" and not here:
+        return setting
+    from sepkit.devices import select_device
+
+    device = select_device(setting, setting="device")
+    return None if device.type == "cpu" else str(device)
+
+
+def _import_plotting() -> None:
+    """Import what the box plot needs (about a second), while the scoring processes work."""
+    with contextlib.suppress(ImportError):
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+
+
 def run_evaluation(cfg: Any, run_dir: Path) -> Path:
     """``sepkit eval``: score the test split of ``cfg.dataset`` and write the reports into
     ``run_dir`` (Hydra's output folder, ``out_dir``). Returns ``run_dir``.
@@ -710,18 +769,19 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     _check_out_dir(run_dir, cfg.overwrite)
 
-    # the workers start now: their imports overlap the loading of the dataset and model
-    with ScoringPool(int(cfg.workers)) as pool:
+    if cfg.workers > 1:  # its imports overlap the loading of the dataset and model
+        start_scoring_server()
+    if cfg.threads:
         import torch
 
-        from sepkit.train import select_device
-
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        plan = _plan(cfg, choice, compared)
-        device = select_device(str(cfg.device), setting="device")
-        scoring_device = None if device.type == "cpu" else str(device)
-        results, seconds = _score(cfg, run_dir, plan, pool, backend, scoring_device)
+        torch.set_num_threads(cfg.threads)
+    plan = _plan(cfg, choice, compared)
+    here = cfg.workers == 1 or plan.separator is not None
+    device = _scoring_device(str(cfg.device), here)
+    if cfg.workers > 1:  # this process mostly waits from now on: the plot's imports
+        threading.Thread(target=_import_plotting, daemon=True).start()
+    with ScoringPool(int(cfg.workers)) as pool:
+        results, seconds = _score(cfg, run_dir, plan, pool, backend, device)
 
     method, metrics = plan.method, plan.metrics
     rows = [
@@ -761,7 +821,18 @@ def _score(
         path.unlink()
     write_stems = pool.workers > 1 or cfg.save_estimates
 
-    def jobs() -> Iterator[TrackJob]:
+    # With few tracks per process the last ones would leave processes idle: each track's
+    # two BSSEval calls (the stems; vocals with accompaniment) are then scored apart, all
+    # tracks' first (longer) calls before their second. A part reads the track again.
+    split = (
+        plan.metrics == "bsseval"
+        and pool.workers > 1
+        and len(plan.tracks) < SPLIT_BELOW_TRACKS_PER_WORKER * pool.workers
+        and {"vocals", "accompaniment"} <= set(plan.scored)
+    )
+    parts: list[tuple[int, ...] | None] = [(0,), (1,)] if split else [None]
+
+    def track_jobs() -> Iterator[TrackJob]:
         for track in plan.tracks:
             references, mixture = plan.sources[track.name]
             estimates: dict[str, AudioSource | np.ndarray]
@@ -785,12 +856,37 @@ def _score(
                 hop=float(cfg.hop),
                 baseline=bool(cfg.baseline),
                 device=device,
+                calls=parts[0],
             )
 
+    def jobs() -> Iterator[TrackJob]:
+        made = []
+        for job in track_jobs():
+            made.append(job)
+            yield job
+        for calls in parts[1:]:
+            for job in made:
+                yield dataclasses.replace(job, calls=calls)
+
     results: dict[str, TrackResult] = {}
+    received: dict[str, dict[tuple[int, ...] | None, TrackResult]] = {}
     bar = tqdm(
         total=len(plan.tracks), unit="track", desc=f"eval {plan.method}", disable=not cfg.progress
     )
+
+    def on_part(job: TrackJob, part: TrackResult) -> None:
+        received.setdefault(part.track, {})[job.calls] = part
+        if len(received[part.track]) == len(parts):
+            pieces = [received.pop(part.track)[key] for key in parts]
+            on_result(
+                TrackResult(
+                    part.track,
+                    {"targets": [t for piece in pieces for t in piece.scores["targets"]]},
+                    [row for piece in pieces for row in piece.rows],
+                    list(dict.fromkeys(m for piece in pieces for m in piece.warnings)),
+                    sum(piece.seconds for piece in pieces),
+                )
+            )
 
     def on_result(result: TrackResult) -> None:
         for message in result.warnings:
@@ -810,7 +906,7 @@ def _score(
 
     started = time.perf_counter()
     try:
-        pool.run(jobs(), on_result)
+        pool.run(jobs(), on_part)
     finally:
         bar.close()
         if not cfg.save_estimates:

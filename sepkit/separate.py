@@ -370,7 +370,7 @@ class Separator:
         device: str | torch.device = "auto",
         amp: bool = False,
     ) -> None:
-        from sepkit.train import select_device
+        from sepkit.devices import select_device
 
         if niter < 0:
             raise SepkitError(f"niter={niter}: use 0 or more EM iterations")
@@ -880,9 +880,9 @@ def compose_config(overrides: Sequence[str]) -> Any:
     """configs/separate.yaml with ``overrides``, checked against ``SeparateConfig``."""
     from hydra import compose, initialize_config_dir
 
-    from sepkit.config import config_dir, register_schemas
+    from sepkit.config import COMMAND_GROUPS, config_dir, register_schemas
 
-    register_schemas()
+    register_schemas(COMMAND_GROUPS["separate"])
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose("separate", overrides=list(overrides))
 

@@ -36,7 +36,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Sampler
 
 from sepkit.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from sepkit.errors import SepkitError
+from sepkit.devices import select_device
+from sepkit.errors import Interrupted, SepkitError
 from sepkit.files import atomic_path, write_text_atomic
 from sepkit.models.base import SeparationModel
 
@@ -44,30 +45,6 @@ log = logging.getLogger("sepkit.train")
 
 
 # -- devices and processes ---------------------------------------------------------------
-
-
-def select_device(name: str, local_rank: int = 0, setting: str = "trainer.device") -> torch.device:
-    """``auto`` picks CUDA (this process's local GPU), then MPS, then the CPU.
-
-    ``setting`` is the config key named in error messages.
-    """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SepkitError(
-            f"{setting}={name!r} is not a device: use auto, cpu, cuda, cuda:N or mps"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SepkitError(f"{setting}={name}: CUDA is not available here; use auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise SepkitError(f"{setting}={name}: MPS is not available here; use auto or cpu")
-    return device
 
 
 @dataclass
@@ -311,14 +288,6 @@ def check_compatible(model: SeparationModel, data: Any, loss: Any) -> None:
 
 class NonFiniteLoss(SepkitError):
     """The loss stayed NaN or infinite for too many steps in a row."""
-
-
-class Interrupted(SepkitError):
-    """SIGINT or SIGTERM arrived; a checkpoint of the position was saved."""
-
-    def __init__(self, message: str, signal_number: int) -> None:
-        super().__init__(message)
-        self.exit_code = 128 + signal_number
 
 
 class StopSignals:

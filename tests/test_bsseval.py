@@ -196,6 +196,13 @@ def test_evaluate_track_equals_museval_eval_mus_track(musdb_track):
     print(f"evaluate_track: largest difference to eval_mus_track {largest:.2e} dB")
     assert largest < TOLERANCE_DB
 
+    # the two BSSEval calls made apart (as sepkit eval's processes share a track) give the
+    # same targets in the same order and the same numbers
+    stems_call = evaluate_track(dict(zip(names, stems)), estimates, calls=(0,))
+    pair_call = evaluate_track(dict(zip(names, stems)), estimates, calls=(1,))
+    assert [t["name"] for t in pair_call["targets"]] == ["vocals", "accompaniment"]
+    assert stems_call["targets"] + pair_call["targets"] == fast["targets"]
+
 
 def test_evaluate_track_museval_backend_is_eval_mus_track(musdb_track):
     # vocals are scored with bass in a first call (and dropped from it), then again with

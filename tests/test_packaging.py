@@ -66,9 +66,10 @@ def test_wheel_holds_the_configs_and_composes_outside_the_repository(tmp_path: P
 def test_public_names_of_models_losses_and_blocks_resolve():
     import sepkit.blocks
     import sepkit.losses
+    import sepkit.metrics
     import sepkit.models
 
-    for package in (sepkit.models, sepkit.losses, sepkit.blocks):
+    for package in (sepkit.models, sepkit.losses, sepkit.blocks, sepkit.metrics):
         for name in package.__all__:
             exported = getattr(package, name)
             assert getattr(exported, "__name__", name) == name, (package.__name__, name)
@@ -79,3 +80,22 @@ def test_public_names_of_models_losses_and_blocks_resolve():
         "sepkit.models.demucs",
         "sepkit.models.convtasnet",
     }
+
+
+def test_eval_hands_out_tracks_without_importing_torch():
+    # `sepkit eval workers=N` lists the tracks while the scoring processes' fork server
+    # imports torch (seconds): the command line, configs, datasets and evaluation plan
+    # must not import it themselves
+    code = (
+        "import sys\n"
+        "import sepkit.cli, sepkit.config, sepkit.data, sepkit.evaluate, sepkit.reports\n"
+        "from sepkit.metrics import MUSDB_TARGET_SOURCES\n"
+        "from sepkit.config import COMMAND_GROUPS, register_schemas\n"
+        "register_schemas(COMMAND_GROUPS['eval'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPOSITORY
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -16,12 +16,16 @@ source (``RandomGain`` over U(0.25, 1.25)) and a remix of sources across the ite
 ``batch_augmentation`` on the device, after each step's seed is set).
 """
 
-from typing import Protocol
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from sepkit.errors import SepkitError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SourceAugmentation(Protocol):
@@ -79,6 +83,8 @@ class RandomGain:
         self.high = high
 
     def __call__(self, sources: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        import torch
+
         gains = rng.uniform(self.low, self.high, size=sources.shape[0])
         return sources * torch.as_tensor(gains, dtype=sources.dtype)[:, None, None]
 
@@ -101,6 +107,8 @@ class RandomChannelSwap:
         self.probability = probability
 
     def __call__(self, sources: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        import torch
+
         swap = rng.random(sources.shape[0]) < self.probability
         if sources.shape[1] != 2 or not swap.any():
             return sources
@@ -128,6 +136,8 @@ class RandomShift:
         self.extra_frames = self.max_shift
 
     def __call__(self, sources: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        import torch
+
         length = sources.shape[-1] - self.max_shift
         offsets = rng.integers(0, self.max_shift + 1, size=sources.shape[0])
         return torch.stack(
@@ -149,6 +159,8 @@ class RandomSignFlip:
         self.probability = probability
 
     def __call__(self, sources: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        import torch
+
         flip = rng.random(sources.shape[0]) < self.probability
         signs = torch.as_tensor(np.where(flip, -1.0, 1.0), dtype=sources.dtype)
         return sources * signs[:, None, None]
@@ -179,6 +191,8 @@ class RemixBatch:
     def __call__(
         self, mixture: torch.Tensor, sources: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         rest = mixture - sources.sum(dim=1)  # non-target stems (zero when all are targets)
         streams = torch.cat([sources, rest.unsqueeze(1)], dim=1)
         batch, nb_streams = streams.shape[:2]

@@ -9,16 +9,20 @@ Items are ``(mixture, sources)`` float32 tensors: mixture (channels, time) and s
 (targets, channels, time), in the order of the dataset's ``targets``.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile
-import torch
-from torch.utils.data import Dataset
 
 from sepkit.data.augment import RemixBatch, SourceAugmentation, choose_excerpts
 from sepkit.errors import SepkitError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ def read_audio(path: Path, start: int, frames: int, nb_channels: int) -> torch.T
     are zeros. One channel is duplicated to ``nb_channels``; with ``nb_channels == 1``, several
     channels are averaged. NaN or infinite samples are a SepkitError naming the file.
     """
+    import torch
+
     with soundfile.SoundFile(str(path)) as file:
         if start < file.frames:
             file.seek(start)
@@ -110,6 +116,8 @@ def read_track(
     are float32. The sources are the track's targets; the mixture is the mixture file, or the
     sum of all stems (targets and non-targets) when the track has none.
     """
+    import torch
+
     if frames is None:
         frames = max(track.num_frames - start, 0)
     sources = torch.stack(
@@ -152,7 +160,7 @@ def _epoch_and_index(key: int | tuple[int, int]) -> tuple[int, int]:
     return 0, int(key)
 
 
-class TrainingSegments(Dataset):
+class TrainingSegments:
     """Random training segments, augmented; deterministic in (seed, epoch, index).
 
     ``dataset[index]`` or ``dataset[epoch, index]`` returns (mixture (channels, time),
@@ -198,6 +206,8 @@ class TrainingSegments(Dataset):
         return self.samples_per_track * len(self.tracks)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         epoch, index = _epoch_and_index(key)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} training items")
@@ -223,7 +233,7 @@ class TrainingSegments(Dataset):
         return stems.sum(dim=0), stems[: self.nb_targets].contiguous()
 
 
-class ValidationSegments(Dataset):
+class ValidationSegments:
     """Deterministic validation items: whole tracks, or fixed segments of them.
 
     With ``segment_frames=None`` item i is track i whole (lengths differ: batch size 1).

@@ -16,7 +16,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from sepkit.losses.base import SeparationLoss
-from sepkit.metrics.sdr import si_sdr
+from sepkit.metrics.ratios import si_sdr
 
 DISTANCES = ("l1", "mse")
 
@@ -56,7 +56,7 @@ class WaveformLoss(SeparationLoss):
 
 
 class ScaleInvariantSDRLoss(SeparationLoss):
-    """Negative SI-SDR (dB, ``sepkit.metrics.sdr.si_sdr``) between estimated and true
+    """Negative SI-SDR (dB, ``sepkit.metrics.ratios.si_sdr``) between estimated and true
     waveforms, the mean over channels (each channel scored on its own).
 
     SI-SNR, the TasNet and Conv-TasNet papers' objective, is this measure: zero-mean

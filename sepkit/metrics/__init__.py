@@ -1,18 +1,22 @@
-"""Separation metrics: BSSEval v4 (museval's numbers, much faster), SI-SDR, plain SDR."""
+"""Separation metrics: BSSEval v4 (museval's numbers, much faster), SI-SDR, plain SDR.
 
-from sepkit.metrics.bsseval import bss_eval_v4, number_of_windows, silent_sources
-from sepkit.metrics.sdr import improvement, sdr, sdr_improvement, si_sdr, si_sdr_improvement
-from sepkit.metrics.track import MUSDB_TARGET_SOURCES, evaluate_track
+The names are imported from their modules on first use: MUSDB_TARGET_SOURCES without torch.
+"""
 
-__all__ = [
-    "MUSDB_TARGET_SOURCES",
-    "bss_eval_v4",
-    "evaluate_track",
-    "improvement",
-    "number_of_windows",
-    "sdr",
-    "sdr_improvement",
-    "si_sdr",
-    "si_sdr_improvement",
-    "silent_sources",
-]
+from sepkit._exports import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "MUSDB_TARGET_SOURCES": "targets",
+        "bss_eval_v4": "bsseval",
+        "evaluate_track": "track",
+        "improvement": "ratios",
+        "number_of_windows": "bsseval",
+        "sdr": "ratios",
+        "sdr_improvement": "ratios",
+        "si_sdr": "ratios",
+        "si_sdr_improvement": "ratios",
+        "silent_sources": "bsseval",
+    },
+)

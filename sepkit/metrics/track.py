@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from sepkit.metrics.bsseval import bss_eval_v4, number_of_windows, silent_sources
+from sepkit.metrics.targets import MUSDB_TARGET_SOURCES
 
 __all__ = ["BACKENDS", "MUSDB_TARGET_SOURCES", "evaluate_track"]
 
 BACKENDS = ("fast", "museval")
-
-# musdb 0.4.3's targets (musdb/configs/mus.yaml) in its order, which is the order in which
-# eval_mus_track scores them; a derived target's reference is the sum of these sources in
-# this order (musdb sums them so, and the order decides the last bit of float64).
-MUSDB_TARGET_SOURCES: dict[str, tuple[str, ...]] = {
-    "vocals": ("vocals",),
-    "drums": ("drums",),
-    "bass": ("bass",),
-    "other": ("other",),
-    "accompaniment": ("bass", "drums", "other"),
-    "linear_mixture": ("vocals", "bass", "drums", "other"),
-}
 
 # museval's JSON lists each frame's metrics in this order
 JSON_METRIC_ORDER = ("SDR", "SIR", "SAR", "ISR")
@@ -86,6 +75,7 @@ def evaluate_track(
     hop: float = 1.0,
     sample_rate: int = 44100,
     device: torch.device | str | None = None,
+    calls: Sequence[int] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """BSSEval v4 scores of one track, as museval.eval_mus_track computes and stores them.
 
@@ -114,6 +104,10 @@ def evaluate_track(
         hop: hop between windows in seconds (museval: 1.0).
         sample_rate: of the stems, in Hz; windows are int(window * sample_rate) samples.
         device: torch device of the fast backend (CPU when None).
+        calls: which of the (up to) two BSSEval calls to make: 0, the call over the stems;
+            1, vocals with accompaniment. None: both. The targets of separate calls,
+            concatenated in call order, are those of one call with both (processes can
+            share a track's work so).
 
     Returns:
         museval's JSON structure: {"targets": [{"name": str, "frames": [{"time": i * hop,
@@ -200,7 +194,9 @@ def evaluate_track(
     has_accompaniment = "vocals" in eval_targets and "accompaniment" in eval_targets
     if has_accompaniment:
         eval_targets.remove("accompaniment")
-    if len(eval_targets) >= 2:
+    if calls is not None and 0 not in calls:
+        pass
+    elif len(eval_targets) >= 2:
         results = score(eval_targets)
         for name in eval_targets:
             if not (name == "vocals" and has_accompaniment):
@@ -211,7 +207,7 @@ def evaluate_track(
             "museval.eval_mus_track; no scores for this track",
             stacklevel=2,
         )
-    if has_accompaniment:
+    if has_accompaniment and (calls is None or 1 in calls):
         results = score(["vocals", "accompaniment"])
         for name in ("vocals", "accompaniment"):
             targets.append({"name": name, "frames": frames(results[name])})
