@@ -724,8 +724,9 @@ def _plan(cfg: Any, choice: str, compared: Sequence[Evaluation]) -> _Plan:
 
 
 def _scoring_device(setting: str, here: bool) -> str | None:
-    """The fast backend's device for TrackJob: None for the CPU, else a torch device name,
-    or "auto" for scoring processes to resolve each on its own. Checked here when this
+    """The fast backend's device for TrackJob: None for the CPU (also for MPS, which has no
+    float64), else a torch device name, or "auto" for scoring processes to resolve each on
+    its own. Checked here when this
     process scores or holds a model (it has imported torch); a scoring process checks it
     otherwise, so that this one need not import torch to list the tracks."""
     if setting == "cpu":
@@ -735,7 +736,8 @@ def _scoring_device(setting: str, here: bool) -> str | None:
     from sepkit.devices import select_device
 
     device = select_device(setting, setting="device")
-    return None if device.type == "cpu" else str(device)
+    # BSSEval solves its filters in float64, which MPS does not have: the CPU scores there
+    return None if device.type in ("cpu", "mps") else str(device)
 
 
 def _import_plotting() -> None:

@@ -412,3 +412,17 @@ def test_bad_input_is_one_line_error_and_leaves_no_folder(
 def test_bad_keys_and_values_fail_while_composing(override):
     with pytest.raises((ConfigCompositionException, OmegaConfBaseException)):
         compose_eval(override)
+
+
+def test_scoring_device_keeps_float64_off_mps(monkeypatch):
+    import sepkit.devices
+    from sepkit.evaluate import _scoring_device
+
+    # the main process hands "auto" on unresolved (it has not imported torch)
+    assert _scoring_device("auto", here=False) == "auto"
+    assert _scoring_device("cpu", here=False) is None
+    for name, expected in (("mps", None), ("cuda:1", "cuda:1"), ("cpu", None)):
+        resolved = torch.device(name)
+        monkeypatch.setattr(sepkit.devices, "select_device", lambda *a, d=resolved, **k: d)
+        # BSSEval solves in float64, which MPS lacks: the CPU scores instead
+        assert _scoring_device("auto", here=True) == expected, name
