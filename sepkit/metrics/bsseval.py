@@ -63,6 +63,8 @@ CORRELATION_FFT_SIZE = 8192
 # threads, costly on a busy machine), small enough for the transposes to stay in cache.
 BLOCKS_PER_BATCH = 32
 WORKING_MEMORY_BYTES = 256 * 2**20
+# samples looked at a time when checking for sources silent over the whole signal
+SILENCE_SCAN_SAMPLES = 2**16
 FREQUENCIES_PER_CHUNK = 2048
 
 
@@ -117,7 +119,15 @@ def silent_sources(sources: Any) -> list[int]:
         sources: (sources, samples, channels) array or tensor.
     """
     tensor = _as_sources_tensor(sources, "sources", torch.device("cpu"))
-    return _silent_samples(tensor.transpose(1, 2)).all(dim=-1).nonzero().flatten().tolist()
+    silent = []
+    for index, source in enumerate(tensor):
+        # a sounding source is told apart by its first samples: look at a stretch at a time
+        for start in range(0, source.shape[0], SILENCE_SCAN_SAMPLES):
+            if not _silent_samples(source[start : start + SILENCE_SCAN_SAMPLES].T).all():
+                break
+        else:
+            silent.append(index)
+    return silent
 
 
 def _lagged_correlations(signals: torch.Tensor, num_x: int, num_lags: int) -> torch.Tensor:
@@ -617,7 +627,8 @@ def _window_energies(
 
     windows_per_batch = WORKING_MEMORY_BYTES // (2 * 2 * num_signals * fft_size * 8)
     windows_per_batch = int(max(1, min(num_windows, windows_per_batch)))
-    buffer = signals.new_zeros(windows_per_batch, 2 * num_signals, fft_size)
+    buffer = signals.new_empty(windows_per_batch, 2 * num_signals, fft_size)
+    buffer[..., window_len:] = 0  # the filters' tail; the windows are copied in below
     # |P_j - s|^2, |P_j|^2, |P_all - P_j|^2, |P_all|^2, |e - P_all|^2 per (window, channel)
     projection_energies = signals.new_zeros(5, num_windows, num_sources, num_channels)
     true_energy = signals.new_zeros(num_windows, num_sources)
