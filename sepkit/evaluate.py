@@ -804,6 +804,14 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
     return run_dir
 
 
+def _row_section(row: Row) -> int:
+    """Where _music_scores puts a row: the estimates' window medians, the whole-track
+    metrics, the mixture's window medians (a split track's rows are sorted back so)."""
+    if row.metric in MUSIC_TRACK_METRICS:
+        return 1
+    return 0 if row.method == ESTIMATES else 2
+
+
 def _score(
     cfg: Any,
     run_dir: Path,
@@ -826,11 +834,16 @@ def _score(
     # With few tracks per process the last ones would leave processes idle: each track's
     # two BSSEval calls (the stems; vocals with accompaniment) are then scored apart, all
     # tracks' first (longer) calls before their second. A part reads the track again.
+    def estimated(track: Any) -> set[str]:
+        if plan.estimate_files is not None:
+            return set(plan.estimate_files[track.name])
+        return set(plan.scored)
+
     split = (
         plan.metrics == "bsseval"
         and pool.workers > 1
         and len(plan.tracks) < SPLIT_BELOW_TRACKS_PER_WORKER * pool.workers
-        and {"vocals", "accompaniment"} <= set(plan.scored)
+        and all({"vocals", "accompaniment"} <= estimated(track) for track in plan.tracks)
     )
     parts: list[tuple[int, ...] | None] = [(0,), (1,)] if split else [None]
 
@@ -879,12 +892,13 @@ def _score(
     def on_part(job: TrackJob, part: TrackResult) -> None:
         received.setdefault(part.track, {})[job.calls] = part
         if len(received[part.track]) == len(parts):
-            pieces = [received.pop(part.track)[key] for key in parts]
+            by_calls = received.pop(part.track)
+            pieces = [by_calls[calls] for calls in parts]
             on_result(
                 TrackResult(
                     part.track,
                     {"targets": [t for piece in pieces for t in piece.scores["targets"]]},
-                    [row for piece in pieces for row in piece.rows],
+                    sorted((row for piece in pieces for row in piece.rows), key=_row_section),
                     list(dict.fromkeys(m for piece in pieces for m in piece.warnings)),
                     sum(piece.seconds for piece in pieces),
                 )

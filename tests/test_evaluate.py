@@ -248,6 +248,32 @@ def checkpoint_run(tmp_path_factory) -> Path:
     return out
 
 
+def test_two_workers_split_each_track_and_give_the_same_reports(tmp_path, estimates_dir):
+    # two tracks for two processes: each track's two BSSEval calls (the stems; vocals with
+    # accompaniment) are scored apart, for the estimates and the mixture baseline, and
+    # put back together in museval's order
+    options = [*TOY, "dataset.nb_channels=1", f"estimates={estimates_dir}"]
+    here = evaluate(tmp_path / "here", *options)
+    there = evaluate(tmp_path / "there", *options, "workers=2")
+
+    here_scores, there_scores = track_scores(here), track_scores(there)
+    assert sorted(there_scores) == sorted(here_scores) and len(there_scores) == 2
+    for track, scores in here_scores.items():
+        names = [t["name"] for t in there_scores[track]["targets"]]
+        assert names == ["drums", "bass", "other", "vocals", "accompaniment"]
+        for ours, theirs in zip(there_scores[track]["targets"], scores["targets"], strict=True):
+            assert ours["track_metrics"] == pytest.approx(theirs["track_metrics"], abs=1e-6)
+            for frame, expected in zip(ours["frames"], theirs["frames"], strict=True):
+                for metric in BSSEVAL:
+                    value, wanted = frame["metrics"][metric], expected["metrics"][metric]
+                    assert value == pytest.approx(wanted, abs=TOLERANCE_DB, nan_ok=True)
+    # the same rows (estimates and mixture) in the same order
+    here_rows = list(csv.reader((here / "results.csv").open()))
+    there_rows = list(csv.reader((there / "results.csv").open()))
+    assert [row[:4] for row in there_rows] == [row[:4] for row in here_rows]
+    assert any(row[0] == "mixture" for row in there_rows)
+
+
 def test_command_separates_and_scores_a_checkpoint_in_two_workers(
     tmp_path, checkpoint_run, toy_tracks
 ):
