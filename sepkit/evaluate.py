@@ -726,9 +726,9 @@ def _plan(cfg: Any, choice: str, compared: Sequence[Evaluation]) -> _Plan:
 def _scoring_device(setting: str, here: bool) -> str | None:
     """The fast backend's device for TrackJob: None for the CPU (also for MPS, which has no
     float64), else a torch device name, or "auto" for scoring processes to resolve each on
-    its own. Checked here when this
-    process scores or holds a model (it has imported torch); a scoring process checks it
-    otherwise, so that this one need not import torch to list the tracks."""
+    its own. Checked here when this process scores or holds a model (it has imported
+    torch); a scoring process checks it otherwise, so that this one need not import torch
+    to list the tracks."""
     if setting == "cpu":
         return None
     if setting == "auto" and not here:

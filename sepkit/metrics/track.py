@@ -194,20 +194,20 @@ def evaluate_track(
     has_accompaniment = "vocals" in eval_targets and "accompaniment" in eval_targets
     if has_accompaniment:
         eval_targets.remove("accompaniment")
-    if calls is not None and 0 not in calls:
-        pass
-    elif len(eval_targets) >= 2:
+    stems_call = calls is None or 0 in calls
+    pair_call = has_accompaniment and (calls is None or 1 in calls)
+    if stems_call and len(eval_targets) >= 2:
         results = score(eval_targets)
         for name in eval_targets:
             if not (name == "vocals" and has_accompaniment):
                 targets.append({"name": name, "frames": frames(results[name])})
-    elif not has_accompaniment:
+    elif stems_call and not has_accompaniment:
         warnings.warn(
             f"only {eval_targets} can be scored: BSSEval needs at least two targets, as in "
             "museval.eval_mus_track; no scores for this track",
             stacklevel=2,
         )
-    if has_accompaniment and (calls is None or 1 in calls):
+    if pair_call:
         results = score(["vocals", "accompaniment"])
         for name in ("vocals", "accompaniment"):
             targets.append({"name": name, "frames": frames(results[name])})
