@@ -1,5 +1,5 @@
 """``python -m sepkit``: the same as the ``sepkit`` command (torchrun uses this form)."""
 
-from sepkit.cli import main
+from sepkit.cli import run
 
-main()
+run()

@@ -86,6 +86,9 @@ DERIVED_TARGETS = ("accompaniment", "linear_mixture")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # below this many tracks per scoring process, a track's BSSEval calls are scored apart
 SPLIT_BELOW_TRACKS_PER_WORKER = 4
+# glibc's mallopt parameters (malloc.h) and what a scoring process keeps of freed memory
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+KEPT_FREE_BYTES = 2**30
 
 
 # -- reading audio ---------------------------------------------------------------------------
@@ -371,14 +374,40 @@ def score_track(job: TrackJob) -> TrackResult:
     return TrackResult(job.track, scores, rows, messages, time.perf_counter() - started)
 
 
+def _reuse_freed_memory() -> None:
+    """Make glibc's malloc keep freed memory for the next allocation instead of returning
+    it to the system (no-op elsewhere).
+
+    BSSEval allocates and frees buffers of tens to hundreds of megabytes for every track.
+    By default glibc maps each one afresh from the kernel (above its 32 MB mmap threshold)
+    and unmaps it when freed, and every new page then costs a page fault: measured on the
+    toy test set, a third of the scoring time of a 10 s song (0.9 s instead of 1.3 s). From
+    the heap, with the top KEPT_FREE_BYTES not trimmed, each page is faulted once per
+    process. A scoring process lives only for one ``sepkit eval``.
+    """
+    import ctypes
+
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):  # not glibc: macOS, musl, Windows
+        return
+    if not version.startswith("glibc"):
+        return
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+    mallopt(M_MMAP_MAX, 0)  # no allocation mapped on its own
+    mallopt(M_TRIM_THRESHOLD, KEPT_FREE_BYTES)
+
+
 def _start_worker() -> None:
     """A scoring process: one thread for torch, MKL and OpenBLAS (several processes share
-    the cores; see scoring_context), and the metrics imported before the first track."""
+    the cores; see scoring_context), the metrics imported before the first track, and
+    freed memory reused (_reuse_freed_memory)."""
     import torch
 
     import sepkit.metrics.track  # noqa: F401
 
     torch.set_num_threads(1)
+    _reuse_freed_memory()
 
 
 def _ready() -> None:
