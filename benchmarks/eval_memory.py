@@ -1,0 +1,73 @@
+"""What a scoring process gains by reusing the memory it frees: time and peak memory.
+
+    PYTHONPATH=. python benchmarks/eval_memory.py                    # songs of 60, 30, 90, 45 s
+    PYTHONPATH=. python benchmarks/eval_memory.py --seconds 10 10 10
+
+One process per setting scores the same generated tracks (eval_core.generated_track: four
+stereo stems like MUSDB18's, imperfect estimates) in turn with bss_eval_v4 on one thread,
+as a `sepkit eval workers=N` process does: once with glibc's default malloc settings, once
+after sepkit.evaluate._reuse_freed_memory (no buffer mapped on its own, 1 GiB of freed
+memory kept). Prints the seconds of each track, the memory held after it and the peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def score_in_turn(seconds: list[float], reuse: bool) -> None:
+    import resource
+    import time
+
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from eval_core import generated_track
+
+    from sepkit.evaluate import _reuse_freed_memory
+    from sepkit.metrics.bsseval import bss_eval_v4
+
+    torch.set_num_threads(1)
+    if reuse:
+        _reuse_freed_memory()
+    tracks = [generated_track(length, seed) for seed, length in enumerate(seconds)]
+    total = 0.0
+    for length, (references, estimates) in zip(seconds, tracks, strict=True):
+        started = time.perf_counter()
+        bss_eval_v4(references, estimates)
+        elapsed = time.perf_counter() - started
+        total += elapsed
+        with open("/proc/self/statm") as statm:
+            held = int(statm.read().split()[1]) * resource.getpagesize() >> 20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+        print(
+            f"  {length:g} s song: {elapsed:.2f} s, {held} MB held after it, peak {peak} MB",
+            flush=True,
+        )
+    print(f"  all: {total:.2f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, nargs="+", default=[60, 30, 90, 45])
+    parser.add_argument("--reuse", choices=("yes", "no"), help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.reuse is not None:
+        score_in_turn(arguments.seconds, arguments.reuse == "yes")
+        return
+    if not Path("/proc/self/statm").exists():
+        sys.exit("eval_memory.py reads /proc: Linux only")
+    lengths = [str(length) for length in arguments.seconds]
+    for reuse, title in (("no", "glibc's defaults"), ("yes", "_reuse_freed_memory")):
+        print(f"{title}:", flush=True)
+        command = [sys.executable, __file__, "--reuse", reuse, "--seconds", *lengths]
+        subprocess.run(command, check=True)
+
+
+if __name__ == "__main__":
+    main()
