@@ -380,10 +380,10 @@ def _reuse_freed_memory() -> None:
 
     BSSEval allocates and frees buffers of tens to hundreds of megabytes for every track.
     By default glibc maps each one afresh from the kernel (above its 32 MB mmap threshold)
-    and unmaps it when freed, and every new page then costs a page fault: measured on the
-    toy test set, a third of the scoring time of a 10 s song (0.9 s instead of 1.3 s). From
-    the heap, with the top KEPT_FREE_BYTES not trimmed, each page is faulted once per
-    process. A scoring process lives only for one ``sepkit eval``.
+    and unmaps it when freed, and every new page then costs a page fault. From the heap,
+    with the top KEPT_FREE_BYTES not trimmed, each page is faulted once per process:
+    benchmarks/eval_memory.py measures 0.71x the time at the same peak memory. A scoring
+    process lives only for one ``sepkit eval``.
     """
     import ctypes
 
