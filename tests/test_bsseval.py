@@ -109,6 +109,30 @@ def test_bss_eval_v4_equals_museval_evaluate(track_with_silences, monkeypatch):
     assert_same_scores(dense, reference, "same, dense solver")
 
 
+def test_block_levinson_and_its_resolve_solve_the_dense_system():
+    # a well-conditioned block-Toeplitz Gram matrix: lags of 3 noisy signals, 6 lags
+    rng = np.random.default_rng(3)
+    signals = torch.from_numpy(rng.standard_normal((3, 400)))
+    num_lags, size = 6, 3
+    lags = torch.stack(
+        [signals[:, : 400 - k] @ signals[:, k:].T for k in range(num_lags)]
+    )  # R(k)[p, q] = sum_n x_p[n] x_q[n + k]
+    dense = torch.zeros(num_lags * size, num_lags * size, dtype=torch.float64)
+    for a in range(num_lags):
+        for b in range(num_lags):
+            block = lags[a - b] if a >= b else lags[b - a].T
+            dense[a * size : (a + 1) * size, b * size : (b + 1) * size] = block
+    first, second = (torch.from_numpy(rng.standard_normal((num_lags, size, k))) for k in (2, 4))
+
+    solution, solved, resolve = bsseval._block_levinson(lags[None], first[None])
+    assert bool(solved[0])
+    expected = torch.linalg.solve(dense, first.reshape(-1, 2)).reshape(first.shape)
+    torch.testing.assert_close(solution[0], expected, rtol=1e-10, atol=1e-12)
+    # other right-hand sides (more columns) from the kept predictors
+    expected = torch.linalg.solve(dense, second.reshape(-1, 4)).reshape(second.shape)
+    torch.testing.assert_close(resolve(second[None])[0], expected, rtol=1e-10, atol=1e-12)
+
+
 def test_bss_eval_v4_overlapping_windows_shorter_estimates_and_tensors():
     references = generated_stems(2.0, seed=2, num_sources=2)[:, :, :1]
     estimates = imperfect_estimates(references, seed=3)[:, :-5000]  # padded with zeros

@@ -25,10 +25,11 @@ What museval does, and what is done here instead to get the same numbers faster:
   estimate (4 factorisations of a 4096^2 matrix for 4 stereo sources, ~90 GFLOP). Here
   each source's own system (a diagonal block) is factorised once for all estimates, and the
   block-Toeplitz system of all sources is solved by the block Levinson recursion in
-  O(filters_len^2) small steps, refined once by solving again for its residual. It is kept
-  where its residual is small and the systems well conditioned (references stored with 16
-  bits, as MUSDB18's, are); elsewhere one dense Cholesky factorisation (LU and least
-  squares as museval's where it fails) serves all estimates.
+  O(filters_len^2) small steps, refined once by solving again for its residual with the
+  predictors the recursion kept. It is kept where its residual is small and the systems
+  well conditioned (references stored with 16 bits, as MUSDB18's, are); elsewhere one
+  dense Cholesky factorisation (LU and least squares as museval's where it fails) serves
+  all estimates.
 - museval projects each window with one FFT convolution per source, channel pair and
   filter set. Here each window is transformed once, projections are products of spectra
   and their energies follow from Parseval's theorem, with no inverse transform.
@@ -47,7 +48,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -333,7 +334,9 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _block_levinson(lags: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _block_levinson(
+    lags: torch.Tensor, rhs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """Solve symmetric block-Toeplitz systems by the block Levinson recursion, batched.
 
     Solves sum_b R(a - b) x(b) = g(a) for a, b = 0..L-1, with R(-k) = R(k)^T: the normal
@@ -347,6 +350,9 @@ def _block_levinson(lags: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor
     Returns:
         solution: (batch, L, P, K).
         solved: (batch,) bool, False where a prediction-error matrix was singular.
+        resolve: solves the same systems for other right-hand sides (batch, L, P, K') with
+            the backward predictors and error matrices kept from this recursion: only the
+            solution's update is repeated, about a third of the work.
 
     The forward and backward predictors F_n, B_n of order n satisfy T_n F_n = [E_f; 0...0]
     with F_n(0) = I, and T_n B_n = [0...0; E_b] with B_n(n) = I. Each order adds one block
@@ -370,6 +376,9 @@ def _block_levinson(lags: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor
     solution = torch.zeros_like(rhs)
     solution[:, :size], info = torch.linalg.solve_ex(lags[:, 0], rhs[:, :size])
     reflection_infos, step_infos = [], [info]
+    # B_(n+1) of every order n, one after the other (rows (n + 2) * P each), and E_b
+    kept_backward = lags.new_empty(batch, size * (length * (length + 1) // 2 - 1), size)
+    kept_errors = lags.new_empty(max(length - 1, 0), batch, size, size)
     for order in range(length - 1):
         rows = (order + 1) * size  # blocks 0..order
         descending = lags_descending[:, :, width - size - rows : width - size]  # R(n+1..1)
@@ -394,11 +403,32 @@ def _block_levinson(lags: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor
         step, info = torch.linalg.solve_ex(errors[0], mismatch)
         step_infos.append(info)
         solution[:, : rows + size].baddbmm_(backward_view, step)
+        kept_first = size * ((order + 1) * (order + 2) // 2 - 1)
+        kept_backward[:, kept_first : kept_first + rows + size] = backward_view
+        kept_errors[order] = errors[0]
     solved = (torch.stack(step_infos) == 0).all(dim=0)
     if reflection_infos:
         solved &= (torch.stack(reflection_infos) == 0).all(dim=0).all(dim=0)
     solved &= torch.isfinite(solution).flatten(1).all(dim=1)
-    return solution.view(batch, length, size, -1), solved
+
+    def resolve(other_rhs: torch.Tensor) -> torch.Tensor:
+        other_rhs = other_rhs.reshape(batch, width, -1)
+        other = torch.zeros_like(other_rhs)
+        other[:, :size] = torch.linalg.solve(lags[:, 0], other_rhs[:, :size])
+        for order in range(length - 1):
+            rows = (order + 1) * size
+            descending = lags_descending[:, :, width - size - rows : width - size]
+            mismatch = torch.baddbmm(
+                other_rhs[:, rows : rows + size], descending, other[:, :rows], alpha=-1
+            )
+            step = torch.linalg.solve(kept_errors[order], mismatch)
+            kept_first = size * ((order + 1) * (order + 2) // 2 - 1)
+            other[:, : rows + size].baddbmm_(
+                kept_backward[:, kept_first : kept_first + rows + size], step
+            )
+        return other.view(batch, length, size, -1)
+
+    return solution.view(batch, length, size, -1), solved, resolve
 
 
 def _block_toeplitz_product(lags: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
@@ -508,7 +538,7 @@ def _levinson_filters(
     rhs = torch.cat([reference_estimate, probes], dim=2)[None]
     lags = lags[None]
     with _one_thread():
-        solution, solved = _block_levinson(lags, rhs)
+        solution, solved, resolve = _block_levinson(lags, rhs)
     # condition ~ largest eigenvalue (bounded by the largest row sum) times the growth
     # of the random probe
     row_sum = (lags[0].abs().sum(dim=(0, 2)) + lags[0, 1:].abs().sum(dim=(0, 1))).max()
@@ -526,10 +556,9 @@ def _levinson_filters(
     target = rhs[..., :num_signals]
     with _one_thread():
         residual = target - _block_toeplitz_product(lags, filters)
-        correction, corrected = _block_levinson(lags, residual)
-    filters += correction
-    residual = (_block_toeplitz_product(lags, filters) - target).norm()
-    if not bool(corrected[0]) or float(residual) > RESIDUAL_TOLERANCE * float(target.norm()):
+        filters += resolve(residual)
+    residual = float((_block_toeplitz_product(lags, filters) - target).norm())
+    if not residual <= RESIDUAL_TOLERANCE * float(target.norm()):  # also when not finite
         return None, condition
     return filters[0].permute(1, 0, 2), condition
 
