@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if any(a in ("-sc", "--shell-completion") for a in rest):
             _adjust_completion_line(command)
         if any(_more_than_one_worker(argument) for argument in rest):
-            from sepkit.evaluate import start_scoring_server
+            from sepkit.scoring_server import start_scoring_server
 
             start_scoring_server()  # its imports overlap Hydra's composition
         _hydra_app("eval", eval_task, rest, "sepkit-eval")

@@ -67,6 +67,7 @@ from sepkit.reports import (
     summary_table,
     write_results_csv,
 )
+from sepkit.scoring_server import one_thread_per_library, scoring_context, start_scoring_server
 
 __all__ = [
     "AudioSource",
@@ -83,7 +84,6 @@ ESTIMATES = "estimates"
 # targets an estimates folder may hold beyond the dataset's: musdb's sums of stems
 DERIVED_TARGETS = ("accompaniment", "linear_mixture")
 # the library thread pools a scoring worker is held to one thread of
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # below this many tracks per scoring process, a track's BSSEval calls are scored apart
 SPLIT_BELOW_TRACKS_PER_WORKER = 4
 # glibc's mallopt parameters (malloc.h) and what a scoring process keeps of freed memory
@@ -400,7 +400,7 @@ def _reuse_freed_memory() -> None:
 
 def _start_worker() -> None:
     """A scoring process: one thread for torch, MKL and OpenBLAS (several processes share
-    the cores; see scoring_context), the metrics imported before the first track, and
+    the cores; see sepkit.scoring_server), the metrics imported before the first track, and
     freed memory reused (_reuse_freed_memory)."""
     import torch
 
@@ -414,57 +414,11 @@ def _ready() -> None:
     """A task that only makes the pool start a process (see ScoringPool)."""
 
 
-@contextlib.contextmanager
-def _one_thread_per_library() -> Iterator[None]:
-    """Hold the BLAS/OpenMP pools of processes started inside to one thread (they read these
-    variables when they load; this process's libraries are already loaded)."""
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update({name: "1" for name in THREAD_VARIABLES})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def scoring_context() -> Any:
-    """The multiprocessing context of the scoring processes.
-
-    Where it exists (Linux, macOS) a fork server starts them: one process imports torch and
-    the metrics once, started with one thread per library (torch, MKL, OpenBLAS read their
-    variables when they load), and forks each scoring process from that state, so they
-    start at once. This process need not import torch at all to hand out the tracks, and a
-    fork of a process that has run no OpenMP threads is safe. Elsewhere they are spawned.
-    """
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # what score_track needs: torch, the metrics, scipy's LAPACK (OpenBLAS)
-    context.set_forkserver_preload(["sepkit.evaluate", "sepkit.metrics.track", "scipy.linalg"])
-    return context
-
-
-def start_scoring_server() -> None:
-    """Start the fork server of the scoring processes now, so that its imports (seconds)
-    overlap this process's own start-up; ``sepkit eval workers=N`` calls it first thing."""
-    context = scoring_context()
-    if context.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        with _one_thread_per_library():
-            forkserver.ensure_running()
-
-
 class ScoringPool:
     """Scores TrackJobs here (``workers=1``) or in ``workers`` processes of one thread each.
 
     The processes are started when the pool is entered, from the fork server (see
-    scoring_context): start it early with start_scoring_server so that its imports overlap
+    sepkit.scoring_server): start it early with start_scoring_server so that its imports overlap
     this process's work.
     """
 
@@ -482,7 +436,7 @@ class ScoringPool:
             )
             # every process starts now (one per task while none is idle), with one thread
             start_scoring_server()
-            with _one_thread_per_library():
+            with one_thread_per_library():
                 for _ in range(self.workers):
                     self._pool.submit(_ready)
         return self
