@@ -83,7 +83,6 @@ __all__ = [
 ESTIMATES = "estimates"
 # targets an estimates folder may hold beyond the dataset's: musdb's sums of stems
 DERIVED_TARGETS = ("accompaniment", "linear_mixture")
-# the library thread pools a scoring worker is held to one thread of
 # below this many tracks per scoring process, a track's BSSEval calls are scored apart
 SPLIT_BELOW_TRACKS_PER_WORKER = 4
 # glibc's mallopt parameters (malloc.h) and what a scoring process keeps of freed memory
@@ -418,8 +417,8 @@ class ScoringPool:
     """Scores TrackJobs here (``workers=1``) or in ``workers`` processes of one thread each.
 
     The processes are started when the pool is entered, from the fork server (see
-    sepkit.scoring_server): start it early with start_scoring_server so that its imports overlap
-    this process's work.
+    sepkit.scoring_server): start it early with start_scoring_server so that its imports
+    overlap this process's work.
     """
 
     def __init__(self, workers: int) -> None:
@@ -593,12 +592,6 @@ def find_estimate_files(
     return found
 
 
-def _separator(cfg: Any) -> Any:
-    from sepkit.separate import separator_from_config
-
-    return separator_from_config(cfg)
-
-
 def _derivable_targets(data: Any) -> list[str]:
     """musdb's sums of stems (accompaniment, ...) whose stems every test track has."""
     from sepkit.metrics import MUSDB_TARGET_SOURCES
@@ -698,7 +691,9 @@ def _plan(cfg: Any, choice: str, compared: Sequence[Evaluation]) -> _Plan:
         )
         plan.scored = list(data.targets)
     else:
-        plan.separator = _separator(cfg)
+        from sepkit.separate import separator_from_config
+
+        plan.separator = separator_from_config(cfg)
         plan.scored = _scored_stems(plan.separator.stems, data, metrics)
         unscored = [stem for stem in plan.separator.stems if stem not in plan.scored]
         if unscored:

@@ -376,9 +376,7 @@ def _block_levinson(
     solution = torch.zeros_like(rhs)
     solution[:, :size], info = torch.linalg.solve_ex(lags[:, 0], rhs[:, :size])
     reflection_infos, step_infos = [], [info]
-    # B_(n+1) of every order n, one after the other (rows (n + 2) * P each), and E_b
-    kept_backward = lags.new_empty(batch, size * (length * (length + 1) // 2 - 1), size)
-    kept_errors = lags.new_empty(max(length - 1, 0), batch, size, size)
+    kept = []  # (B_(n+1), E_b) of every order n, for resolve
     for order in range(length - 1):
         rows = (order + 1) * size  # blocks 0..order
         descending = lags_descending[:, :, width - size - rows : width - size]  # R(n+1..1)
@@ -403,9 +401,7 @@ def _block_levinson(
         step, info = torch.linalg.solve_ex(errors[0], mismatch)
         step_infos.append(info)
         solution[:, : rows + size].baddbmm_(backward_view, step)
-        kept_first = size * ((order + 1) * (order + 2) // 2 - 1)
-        kept_backward[:, kept_first : kept_first + rows + size] = backward_view
-        kept_errors[order] = errors[0]
+        kept.append((backward_view.clone(), errors[0].clone()))
     solved = (torch.stack(step_infos) == 0).all(dim=0)
     if reflection_infos:
         solved &= (torch.stack(reflection_infos) == 0).all(dim=0).all(dim=0)
@@ -415,17 +411,13 @@ def _block_levinson(
         other_rhs = other_rhs.reshape(batch, width, -1)
         other = torch.zeros_like(other_rhs)
         other[:, :size] = torch.linalg.solve(lags[:, 0], other_rhs[:, :size])
-        for order in range(length - 1):
+        for order, (backward_then, error) in enumerate(kept):
             rows = (order + 1) * size
             descending = lags_descending[:, :, width - size - rows : width - size]
             mismatch = torch.baddbmm(
                 other_rhs[:, rows : rows + size], descending, other[:, :rows], alpha=-1
             )
-            step = torch.linalg.solve(kept_errors[order], mismatch)
-            kept_first = size * ((order + 1) * (order + 2) // 2 - 1)
-            other[:, : rows + size].baddbmm_(
-                kept_backward[:, kept_first : kept_first + rows + size], step
-            )
+            other[:, : rows + size].baddbmm_(backward_then, torch.linalg.solve(error, mismatch))
         return other.view(batch, length, size, -1)
 
     return solution.view(batch, length, size, -1), solved, resolve
