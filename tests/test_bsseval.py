@@ -93,12 +93,21 @@ def track_with_silences() -> tuple[np.ndarray, np.ndarray]:
     return references, estimates
 
 
-def test_bss_eval_v4_equals_museval_evaluate(track_with_silences, monkeypatch):
+@pytest.fixture(params=["numpy", "torch"])
+def kernels(request, monkeypatch) -> str:
+    """On CPU bss_eval_v4 computes with numpy's FFTs and matrix products; with "torch" it
+    takes torch's, the code path of GPUs, here on the CPU."""
+    if request.param == "torch":
+        monkeypatch.setattr(bsseval, "_host", lambda tensor: tensor)
+    return request.param
+
+
+def test_bss_eval_v4_equals_museval_evaluate(track_with_silences, kernels, monkeypatch):
     references, estimates = track_with_silences
     fast = bss_eval_v4(references, estimates)
     reference = museval_scores(references, estimates)
     assert fast["SDR"].shape == (4, 3)  # floor(3.3 s / 1 s) windows
-    assert_same_scores(fast, reference, "4 stereo sources, 1 s windows")
+    assert_same_scores(fast, reference, f"4 stereo sources, 1 s windows, {kernels} kernels")
     # the windows with an all-zero reference or estimate are NaN for every source
     assert np.isnan(fast["SDR"][:, 1:]).all() and not np.isnan(fast["SDR"][:, 0]).any()
 
@@ -106,10 +115,10 @@ def test_bss_eval_v4_equals_museval_evaluate(track_with_silences, monkeypatch):
     # ill-conditioned systems
     monkeypatch.setattr(bsseval, "RESIDUAL_TOLERANCE", -1.0)
     dense = bss_eval_v4(references, estimates)
-    assert_same_scores(dense, reference, "same, dense solver")
+    assert_same_scores(dense, reference, f"same, dense solver, {kernels} kernels")
 
 
-def test_block_levinson_and_its_resolve_solve_the_dense_system():
+def test_block_levinson_and_its_resolve_solve_the_dense_system(kernels):
     # a well-conditioned block-Toeplitz Gram matrix: lags of 3 noisy signals, 6 lags
     rng = np.random.default_rng(3)
     signals = torch.from_numpy(rng.standard_normal((3, 400)))
@@ -131,6 +140,15 @@ def test_block_levinson_and_its_resolve_solve_the_dense_system():
     # other right-hand sides (more columns) from the kept predictors
     expected = torch.linalg.solve(dense, second.reshape(-1, 4)).reshape(second.shape)
     torch.testing.assert_close(resolve(second[None])[0], expected, rtol=1e-10, atol=1e-12)
+
+
+def test_block_levinson_reports_a_singular_system(kernels):
+    # R(0) of two identical channels is singular: the caller then factorises densely
+    lags = torch.zeros(1, 4, 2, 2, dtype=torch.float64)
+    lags[0, 0] = 1.0
+    rhs = torch.ones(1, 4, 2, 1, dtype=torch.float64)
+    _, solved, _ = bsseval._block_levinson(lags, rhs)
+    assert solved.tolist() == [False]
 
 
 def test_bss_eval_v4_overlapping_windows_shorter_estimates_and_tensors():
