@@ -23,7 +23,7 @@ matched to the reference it fits best (the permutation with the highest total SI
 
 With ``baseline`` the mixture is also scored as the estimate of every target, so the
 tables show how much separation adds. ``workers=N`` scores N tracks at once in processes of
-one torch thread each, while this process separates the next track; the model's stems
+one thread each, while this process separates the next track; the model's stems
 travel to them as float WAVs under ``<out>/estimates/``, deleted once scored unless
 ``save_estimates``.
 """
@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import threading
 import time
 import warnings
@@ -67,7 +68,12 @@ from sepkit.reports import (
     summary_table,
     write_results_csv,
 )
-from sepkit.scoring_server import one_thread_per_library, scoring_context, start_scoring_server
+from sepkit.scoring_server import (
+    no_gpu_here,
+    one_thread_per_library,
+    scoring_context,
+    start_scoring_server,
+)
 
 __all__ = [
     "AudioSource",
@@ -204,15 +210,12 @@ def _whole_track_metrics(
 ) -> dict[str, dict[str, float]]:
     """SI-SDR and nSDR of the estimate and of the mixture over the whole track (channels
     and time as one signal), and the estimate's improvement; NaN for silent signals."""
-    import torch
-
     from sepkit.metrics import sdr, si_sdr
 
     if not reference.any() or not estimate.any():
         nan = {name: math.nan for name in MUSIC_TRACK_METRICS}
         return {ESTIMATES: nan, MIXTURE: dict(nan)}
-    signals = torch.from_numpy(np.stack([reference, estimate, mixture]).transpose(0, 2, 1))
-    signals = signals.reshape(3, -1)
+    signals = np.stack([reference, estimate, mixture]).transpose(0, 2, 1).reshape(3, -1)
     ours_si, mixture_si = si_sdr(signals[1:], signals[:1]).tolist()
     ours_n, mixture_n = sdr(signals[1:], signals[:1], dim=-1).tolist()
     return {
@@ -273,24 +276,25 @@ def _speech_scores(
     estimates: dict[str, np.ndarray],
 ) -> tuple[dict[str, Any], list[Row]]:
     """SI-SDR(i) and SDR(i) per speaker under the permutation with the highest total
-    SI-SDR (utterance-level PIT)."""
-    import torch
+    SI-SDR (utterance-level PIT), with numpy (no torch: see _scoring_device)."""
+    from scipy.optimize import linear_sum_assignment
 
-    from sepkit.losses.pit import best_permutation
     from sepkit.metrics import sdr, si_sdr
     from sepkit.metrics.track import _round_like_museval
 
     estimate_names = list(estimates)
 
-    def flat(signals: list[np.ndarray]) -> Any:
+    def flat(signals: list[np.ndarray]) -> np.ndarray:
         # (sources, samples, channels) -> (sources, channels * samples)
-        return torch.from_numpy(np.stack(signals).transpose(0, 2, 1).copy()).flatten(1)
+        return np.stack(signals).transpose(0, 2, 1).reshape(len(signals), -1)
 
     reference = flat([references[name] for name in job.targets])
     estimate = flat([estimates[name] for name in estimate_names])
-    mix = flat([mixture]).expand_as(reference)
+    mix = np.broadcast_to(flat([mixture]), reference.shape)
     pairwise = si_sdr(estimate[:, None], reference[None, :])  # [estimate, reference]
-    permutation = best_permutation(-pairwise[None])[0].tolist()  # estimate of each reference
+    # the estimate of each reference: the assignment with the highest total SI-SDR
+    matched_estimates, matched_references = linear_sum_assignment(pairwise, maximize=True)
+    permutation = matched_estimates[np.argsort(matched_references)].tolist()
     matched = estimate[permutation]
     values = {
         "SI-SDR": si_sdr(matched, reference),
@@ -398,14 +402,15 @@ def _reuse_freed_memory() -> None:
 
 
 def _start_worker() -> None:
-    """A scoring process: one thread for torch, MKL and OpenBLAS (several processes share
+    """A scoring process: one thread for OpenBLAS, MKL and torch (several processes share
     the cores; see sepkit.scoring_server), the metrics imported before the first track, and
-    freed memory reused (_reuse_freed_memory)."""
-    import torch
-
+    freed memory reused (_reuse_freed_memory). torch is imported only if a track needs it
+    (speech, or a GPU), and then reads its one thread from OMP_NUM_THREADS."""
     import sepkit.metrics.track  # noqa: F401
 
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
     _reuse_freed_memory()
 
 
@@ -706,8 +711,9 @@ def _scoring_device(setting: str, here: bool) -> str | None:
     float64), else a torch device name, or "auto" for scoring processes to resolve each on
     its own. Checked here when this process scores or holds a model (it has imported
     torch); a scoring process checks it otherwise, so that this one need not import torch
-    to list the tracks."""
-    if setting == "cpu":
+    to list the tracks. On the CPU the scores are computed without torch (numpy), and
+    "auto" on a machine without a GPU means the CPU without asking torch."""
+    if setting == "cpu" or (setting == "auto" and no_gpu_here()):
         return None
     if setting == "auto" and not here:
         return setting

@@ -2,19 +2,33 @@
 
 Kept apart from sepkit.evaluate, and light (the standard library only), so that the
 command can start the server before it imports anything else: the server's own imports
-(torch, about a second) are the longest stretch before scoring can begin.
+are the longest stretch before scoring can begin.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-# what a scoring process needs: torch and the metrics, then scipy's LAPACK (OpenBLAS)
+# what a scoring process needs on the CPU: the metrics (numpy) and scipy's LAPACK; where a
+# GPU may score, torch too (about a second, once for all scoring processes)
 PRELOAD = ["sepkit.evaluate", "sepkit.metrics.track", "scipy.linalg"]
+GPU_PRELOAD = ["torch"]
+
+
+def no_gpu_here() -> bool:
+    """Whether this machine certainly has no GPU torch could score on, told without importing
+    torch: macOS (MPS has no float64), and Linux without the device files of NVIDIA's driver
+    (/dev/nvidiactl; /dev/dxg under WSL) and of ROCm's (/dev/kfd)."""
+    if sys.platform == "darwin":
+        return True
+    if sys.platform.startswith("linux"):
+        return not any(map(os.path.exists, ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")))
+    return False
 
 
 @contextlib.contextmanager
@@ -36,19 +50,19 @@ def one_thread_per_library() -> Iterator[None]:
 def scoring_context() -> Any:
     """The multiprocessing context of the scoring processes.
 
-    Where it exists (Linux, macOS) a fork server starts them: one process imports torch and
-    the metrics once, started with one thread per library (torch, MKL, OpenBLAS read their
-    variables when they load), and forks each scoring process from that state, so they
-    start at once. The command's process need not import torch at all to hand out the
-    tracks, and a fork of a process that has run no OpenMP threads is safe. Elsewhere they
-    are spawned.
+    Where it exists (Linux, macOS) a fork server starts them: one process imports the
+    metrics (and torch, where a GPU may score) once, started with one thread per library
+    (OpenBLAS, MKL and torch read their variables when they load), and forks each scoring
+    process from that state, so they start at once. The command's process need not import
+    torch at all to hand out the tracks, and a fork of a process that has run no OpenMP
+    threads is safe. Elsewhere they are spawned.
     """
     import multiprocessing
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload(PRELOAD + ([] if no_gpu_here() else GPU_PRELOAD))
     return context
 
 

@@ -95,11 +95,16 @@ def track_with_silences() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(params=["numpy", "torch"])
 def kernels(request, monkeypatch) -> str:
-    """On CPU bss_eval_v4 computes with numpy's FFTs and matrix products; with "torch" it
-    takes torch's, the code path of GPUs, here on the CPU."""
+    """On the CPU bss_eval_v4 computes with numpy and scipy; with "torch" it takes the code
+    path of GPUs (torch tensors, torch's kernels), here on the CPU."""
     if request.param == "torch":
-        monkeypatch.setattr(bsseval, "_host", lambda tensor: tensor)
+        monkeypatch.setattr(bsseval, "_torch_device", lambda device: torch.device("cpu"))
     return request.param
+
+
+def as_kernels_array(array: np.ndarray, kernels: str):
+    """A numpy array as the code path `kernels` computes on: itself, or a CPU tensor."""
+    return torch.from_numpy(array) if kernels == "torch" else array
 
 
 def test_bss_eval_v4_equals_museval_evaluate(track_with_silences, kernels, monkeypatch):
@@ -121,33 +126,38 @@ def test_bss_eval_v4_equals_museval_evaluate(track_with_silences, kernels, monke
 def test_block_levinson_and_its_resolve_solve_the_dense_system(kernels):
     # a well-conditioned block-Toeplitz Gram matrix: lags of 3 noisy signals, 6 lags
     rng = np.random.default_rng(3)
-    signals = torch.from_numpy(rng.standard_normal((3, 400)))
+    signals = rng.standard_normal((3, 400))
     num_lags, size = 6, 3
-    lags = torch.stack(
+    lags = np.stack(
         [signals[:, : 400 - k] @ signals[:, k:].T for k in range(num_lags)]
     )  # R(k)[p, q] = sum_n x_p[n] x_q[n + k]
-    dense = torch.zeros(num_lags * size, num_lags * size, dtype=torch.float64)
+    dense = np.zeros((num_lags * size, num_lags * size))
     for a in range(num_lags):
         for b in range(num_lags):
             block = lags[a - b] if a >= b else lags[b - a].T
             dense[a * size : (a + 1) * size, b * size : (b + 1) * size] = block
-    first, second = (torch.from_numpy(rng.standard_normal((num_lags, size, k))) for k in (2, 4))
+    first, second = (rng.standard_normal((num_lags, size, k)) for k in (2, 4))
 
-    solution, solved, resolve = bsseval._block_levinson(lags[None], first[None])
-    assert bool(solved[0])
-    expected = torch.linalg.solve(dense, first.reshape(-1, 2)).reshape(first.shape)
-    torch.testing.assert_close(solution[0], expected, rtol=1e-10, atol=1e-12)
+    solution, solved, resolve = bsseval._block_levinson(
+        as_kernels_array(lags[None], kernels), as_kernels_array(first[None], kernels)
+    )
+    assert solved.tolist() == [True]
+    expected = np.linalg.solve(dense, first.reshape(-1, 2)).reshape(first.shape)
+    np.testing.assert_allclose(np.asarray(solution[0]), expected, rtol=1e-10, atol=1e-12)
     # other right-hand sides (more columns) from the kept predictors
-    expected = torch.linalg.solve(dense, second.reshape(-1, 4)).reshape(second.shape)
-    torch.testing.assert_close(resolve(second[None])[0], expected, rtol=1e-10, atol=1e-12)
+    expected = np.linalg.solve(dense, second.reshape(-1, 4)).reshape(second.shape)
+    other = resolve(as_kernels_array(second[None], kernels))[0]
+    np.testing.assert_allclose(np.asarray(other), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_block_levinson_reports_a_singular_system(kernels):
     # R(0) of two identical channels is singular: the caller then factorises densely
-    lags = torch.zeros(1, 4, 2, 2, dtype=torch.float64)
+    lags = np.zeros((1, 4, 2, 2))
     lags[0, 0] = 1.0
-    rhs = torch.ones(1, 4, 2, 1, dtype=torch.float64)
-    _, solved, _ = bsseval._block_levinson(lags, rhs)
+    rhs = np.ones((1, 4, 2, 1))
+    _, solved, _ = bsseval._block_levinson(
+        as_kernels_array(lags, kernels), as_kernels_array(rhs, kernels)
+    )
     assert solved.tolist() == [False]
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import museval
@@ -274,6 +277,34 @@ def test_two_workers_split_each_track_and_give_the_same_reports(tmp_path, estima
     assert any(row[0] == "mixture" for row in there_rows)
 
 
+def test_scoring_estimates_on_the_cpu_does_not_import_torch(tmp_path, estimates_dir):
+    # importing torch takes longer than scoring a short track: the command's process and
+    # the scoring processes compute on the CPU with numpy alone
+    out = tmp_path / "run"
+    arguments = [*TOY, f"estimates={estimates_dir}", f"out_dir={out}", "device=cpu"]
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['sepkit', 'eval', *{arguments!r}, 'workers=' + sys.argv[1]]\n"
+        "try:\n"
+        "    runpy.run_module('sepkit', run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code in (0, None), stop.code\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    for workers in (1, 2):
+        shutil.rmtree(out, ignore_errors=True)
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(workers)],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "torch imported: False" in result.stdout, f"workers={workers}"
+        assert (out / "summary.md").is_file()
+
+
 def test_command_separates_and_scores_a_checkpoint_in_two_workers(
     tmp_path, checkpoint_run, toy_tracks
 ):
@@ -442,8 +473,14 @@ def test_bad_keys_and_values_fail_while_composing(override):
 
 def test_scoring_device_keeps_float64_off_mps(monkeypatch):
     import sepkit.devices
+    import sepkit.evaluate
     from sepkit.evaluate import _scoring_device
 
+    # without a GPU's device files "auto" is the CPU, told without torch
+    monkeypatch.setattr(sepkit.evaluate, "no_gpu_here", lambda: True)
+    assert _scoring_device("auto", here=False) is None
+    assert _scoring_device("auto", here=True) is None
+    monkeypatch.setattr(sepkit.evaluate, "no_gpu_here", lambda: False)
     # the main process hands "auto" on unresolved (it has not imported torch)
     assert _scoring_device("auto", here=False) == "auto"
     assert _scoring_device("cpu", here=False) is None

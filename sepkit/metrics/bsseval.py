@@ -1,4 +1,4 @@
-"""BSSEval v4 in torch: the metrics of museval 0.4.1, computed much faster.
+"""BSSEval v4: the metrics of museval 0.4.1, much faster, with numpy or torch on GPUs.
 
 BSSEval v4 (Liutkus, Stöter and Ito, "The 2018 Signal Separation Evaluation Campaign",
 LVA/ICA 2018) decomposes each estimate into the filtered true source image, spatial
@@ -33,11 +33,13 @@ What museval does, and what is done here instead to get the same numbers faster:
 - museval projects each window with one FFT convolution per source, channel pair and
   filter set. Here each window is transformed once, projections are products of spectra
   and their energies follow from Parseval's theorem, with no inverse transform.
-- On CPU the FFTs and the many small matrix products are numpy's (pocketfft and OpenBLAS,
-  on the tensors' own memory): on the 2-core AMD EPYC the benchmarks ran on they take a half
-  to a quarter of the time of torch 2.13's MKL kernels (an (8, 2048) by (2048, 8) product
-  7 us against 27 us; the FFTs of 10 windows of 16 signals 28 ms against 69 ms). Elsewhere
-  (GPU) torch's; the code is one, written in what numpy arrays and tensors share.
+- On the CPU everything is computed with numpy and scipy's LAPACK, and torch is not even
+  imported (that takes over a second, more than scoring a short track). On the 2-core AMD
+  EPYC the benchmarks ran on, numpy's FFTs and OpenBLAS also take a half to a quarter of
+  the time of torch 2.13's MKL kernels (an (8, 2048) by (2048, 8) product 7 us against
+  27 us; the FFTs of 10 windows of 16 signals 28 ms against 69 ms). On a GPU (``device``)
+  the arrays are torch tensors; the code is one, written in what numpy arrays and tensors
+  share, with small helpers where they differ.
 
 Agreement with museval is limited by the conditioning of the filter systems, not by this
 implementation: on references like MUSDB18's (16-bit, band-limited at 16 kHz) the scores
@@ -52,14 +54,22 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["bss_eval_v4", "number_of_windows", "silent_sources"]
+
+# Arrays below are numpy arrays on the CPU and torch tensors on other devices (see the
+# module's docstring); the code is written in what both share, with the helpers that follow
+# where they differ.
+Array = Any
 
 # Size of the FFT of the block-wise correlations; blocks are CORRELATION_FFT_SIZE -
 # (filters_len - 1) samples long, so that no lag wraps around.
@@ -72,6 +82,8 @@ WORKING_MEMORY_BYTES = 256 * 2**20
 # samples looked at a time when checking for sources silent over the whole signal
 SILENCE_SCAN_SAMPLES = 2**16
 FREQUENCIES_PER_CHUNK = 2048
+# museval adds the float64 machine epsilon to the Gram matrix's diagonal
+EPS = float(np.finfo(np.float64).eps)
 
 
 def _fast_fft_size(minimum: int) -> int:
@@ -81,19 +93,132 @@ def _fast_fft_size(minimum: int) -> int:
     return three_times if three_times >= minimum else power_of_two
 
 
-def _as_sources_tensor(audio: Any, name: str, device: torch.device) -> torch.Tensor:
-    """Array-like -> float64 tensor (sources, samples, channels), as np.atleast_3d reads it."""
-    tensor = audio if torch.is_tensor(audio) else torch.as_tensor(np.asarray(audio))
-    tensor = tensor.to(device=device, dtype=torch.float64)
-    if tensor.ndim == 1:
-        tensor = tensor[None, :, None]
-    elif tensor.ndim == 2:
-        tensor = tensor[:, :, None]
-    elif tensor.ndim != 3:
+def _is_tensor(value: Any) -> bool:
+    """Whether value is a torch tensor (without importing torch: none exists before it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.is_tensor(value)
+
+
+def _library(array: Array) -> Any:
+    """numpy for a numpy array, torch for a tensor: the functions both spell alike."""
+    return np if isinstance(array, np.ndarray) else sys.modules["torch"]
+
+
+def _torch_device(device: Any) -> torch.device | None:
+    """The device bss_eval_v4 computes on: None for numpy on the CPU, else a torch device."""
+    if device is None or str(device) == "cpu":
+        return None
+    import torch
+
+    device = torch.device(device)
+    return None if device.type == "cpu" else device
+
+
+def _as_sources(audio: Any, name: str, device: torch.device | None) -> Array:
+    """Array-like -> float64 (sources, samples, channels), as np.atleast_3d reads it: a numpy
+    array when device is None, else a tensor on it."""
+    if device is None:
+        if _is_tensor(audio):
+            audio = audio.detach().cpu().numpy()
+        array = np.asarray(audio, dtype=np.float64)
+    else:
+        import torch
+
+        array = audio if torch.is_tensor(audio) else torch.as_tensor(np.asarray(audio))
+        array = array.to(device=device, dtype=torch.float64)
+    if array.ndim == 1:
+        array = array[None, :, None]
+    elif array.ndim == 2:
+        array = array[:, :, None]
+    elif array.ndim != 3:
         raise ValueError(
-            f"{name} has shape {tuple(tensor.shape)}: expected (sources, samples, channels)"
+            f"{name} has shape {tuple(array.shape)}: expected (sources, samples, channels)"
         )
-    return tensor
+    return array
+
+
+def _to_numpy(array: Array) -> np.ndarray:
+    return array if isinstance(array, np.ndarray) else array.cpu().numpy()
+
+
+def _zeros(like: Array, shape: tuple[int, ...], dtype: str = "float64") -> Array:
+    """Zeros of a numpy or torch dtype name, where `like` is."""
+    if isinstance(like, np.ndarray):
+        return np.zeros(shape, dtype=dtype)
+    return like.new_zeros(shape, dtype=getattr(sys.modules["torch"], dtype))
+
+
+def _on_device_of(like: Array, array: np.ndarray) -> Array:
+    """A numpy array where `like` is: itself, or a tensor on like's device."""
+    if isinstance(like, np.ndarray):
+        return array
+    return sys.modules["torch"].as_tensor(array, device=like.device)
+
+
+def _random_normal(like: Array, shape: tuple[int, ...]) -> Array:
+    """Standard normal float64 values from a fixed seed, where `like` is."""
+    if isinstance(like, np.ndarray):
+        return np.random.default_rng(0).standard_normal(shape)
+    torch = sys.modules["torch"]
+    generator = torch.Generator(device=like.device).manual_seed(0)
+    return torch.randn(shape, generator=generator, dtype=torch.float64, device=like.device)
+
+
+def _strided(array: Array, shape: tuple[int, ...], strides: tuple[int, ...], offset: int) -> Array:
+    """Tensor.as_strided for both: a view of a C-contiguous array, strides in elements."""
+    if isinstance(array, np.ndarray):
+        start = array.reshape(-1)[offset:]
+        byte_strides = tuple(stride * array.itemsize for stride in strides)
+        return np.lib.stride_tricks.as_strided(start, shape, byte_strides, writeable=False)
+    return array.as_strided(shape, strides, offset)
+
+
+def _flip(array: Array, axis: int) -> Array:
+    """A C-contiguous copy with the order along `axis` reversed (torch.flip always copies)."""
+    if isinstance(array, np.ndarray):
+        return np.ascontiguousarray(np.flip(array, axis))
+    return array.flip(axis)
+
+
+def _permute(array: Array, axes: tuple[int, ...]) -> Array:
+    """A view with the axes in the given order."""
+    return array.transpose(axes) if isinstance(array, np.ndarray) else array.permute(axes)
+
+
+def _copy(array: Array) -> Array:
+    return array.copy() if isinstance(array, np.ndarray) else array.clone()
+
+
+def _add_to_diagonal(matrix: Array, value: float) -> None:
+    """matrix += value * I, in place, for one (n, n) matrix."""
+    if isinstance(matrix, np.ndarray):
+        np.einsum("ii->i", matrix)[...] += value  # a writable view of the diagonal
+    else:
+        matrix.diagonal().add_(value)
+
+
+def _rfft(signal: Array, n: int | None = None, axis: int = -1) -> Array:
+    if isinstance(signal, np.ndarray):
+        return np.fft.rfft(signal, n=n, axis=axis)
+    return sys.modules["torch"].fft.rfft(signal, n=n, dim=axis)
+
+
+def _irfft(spectrum: Array, n: int, axis: int = -1) -> Array:
+    if isinstance(spectrum, np.ndarray):
+        return np.fft.irfft(spectrum, n=n, axis=axis)
+    return sys.modules["torch"].fft.irfft(spectrum, n=n, dim=axis)
+
+
+def _permuted(array: Array, axes: tuple[int, ...], conjugate: bool = False) -> Array:
+    """A contiguous copy of an array with its axes permuted (and its values conjugated):
+    the layout batched matrix products take without copying again."""
+    if isinstance(array, np.ndarray):
+        view = array.transpose(axes)
+        if conjugate:
+            return np.conjugate(view, out=np.empty(view.shape, view.dtype))
+        return np.ascontiguousarray(view)
+    view = array.permute(axes)
+    return (view.conj() if conjugate else view).contiguous()
 
 
 def _framing(num_samples: int, window: int, hop: int) -> tuple[int, int]:
@@ -109,13 +234,13 @@ def number_of_windows(num_samples: int, window: int, hop: int) -> int:
     return _framing(num_samples, window, hop)[0]
 
 
-def _silent_samples(signals: torch.Tensor) -> torch.Tensor:
+def _silent_samples(signals: Array) -> Array:
     """(..., channels, samples) -> bool (..., samples), True where museval sees silence.
 
     museval calls a sample silent when the sum over channels is zero, so a stereo sample
     (x, -x) counts as silent too; this follows it exactly.
     """
-    return signals.sum(dim=-2) == 0
+    return signals.sum(axis=-2) == 0
 
 
 def silent_sources(sources: Any) -> list[int]:
@@ -124,9 +249,9 @@ def silent_sources(sources: Any) -> list[int]:
     Args:
         sources: (sources, samples, channels) array or tensor.
     """
-    tensor = _as_sources_tensor(sources, "sources", torch.device("cpu"))
+    array = _as_sources(sources, "sources", None)
     silent = []
-    for index, source in enumerate(tensor):
+    for index, source in enumerate(array):
         # a sounding source is told apart by its first samples: look at a stretch at a time
         for start in range(0, source.shape[0], SILENCE_SCAN_SAMPLES):
             if not _silent_samples(source[start : start + SILENCE_SCAN_SAMPLES].T).all():
@@ -136,44 +261,7 @@ def silent_sources(sources: Any) -> list[int]:
     return silent
 
 
-def _host(tensor: torch.Tensor) -> Any:
-    """A CPU tensor as a numpy array of the same memory, for numpy's kernels (see the
-    module's docstring); a tensor on another device as it is."""
-    return tensor.numpy() if tensor.device.type == "cpu" else tensor
-
-
-def _tensor(array: Any) -> torch.Tensor:
-    """The inverse of _host: a numpy array as a tensor of the same memory."""
-    return torch.from_numpy(array) if isinstance(array, np.ndarray) else array
-
-
-def _rfft(signal: Any, n: int | None = None, axis: int = -1) -> Any:
-    """torch.fft.rfft of a tensor, numpy's of a host array (see _host)."""
-    if isinstance(signal, np.ndarray):
-        return np.fft.rfft(signal, n=n, axis=axis)
-    return torch.fft.rfft(signal, n=n, dim=axis)
-
-
-def _irfft(spectrum: Any, n: int, axis: int = -1) -> Any:
-    """torch.fft.irfft of a tensor, numpy's of a host array (see _host)."""
-    if isinstance(spectrum, np.ndarray):
-        return np.fft.irfft(spectrum, n=n, axis=axis)
-    return torch.fft.irfft(spectrum, n=n, dim=axis)
-
-
-def _permuted(array: Any, axes: tuple[int, ...], conjugate: bool = False) -> Any:
-    """A contiguous copy of a tensor or host array with its axes permuted (and its values
-    conjugated): the layout batched matrix products take without copying again."""
-    if isinstance(array, np.ndarray):
-        view = array.transpose(axes)
-        if conjugate:
-            return np.conjugate(view, out=np.empty(view.shape, view.dtype))
-        return np.ascontiguousarray(view)
-    view = array.permute(axes)
-    return (view.conj() if conjugate else view).contiguous()
-
-
-def _lagged_correlations(signals: torch.Tensor, num_x: int, num_lags: int) -> torch.Tensor:
+def _lagged_correlations(signals: Array, num_x: int, num_lags: int) -> Array:
     """Cross-correlations of the first num_x signals with every signal, over the whole length.
 
     Args:
@@ -199,38 +287,40 @@ def _lagged_correlations(signals: torch.Tensor, num_x: int, num_lags: int) -> to
     num_inner_blocks = max(0, (num_samples - extended) // block + 1)
     num_freqs = fft_size // 2 + 1
 
-    x_buffer = signals.new_zeros(BLOCKS_PER_BATCH, num_x, fft_size)
-    y_buffer = signals.new_zeros(BLOCKS_PER_BATCH, num_signals, fft_size)
-    cross_spectrum = signals.new_zeros(num_freqs, num_x, num_signals, dtype=torch.complex128)
-    cross_spectrum = _host(cross_spectrum)
+    x_buffer = _zeros(signals, (BLOCKS_PER_BATCH, num_x, fft_size))
+    y_buffer = _zeros(signals, (BLOCKS_PER_BATCH, num_signals, fft_size))
+    cross_spectrum = _zeros(signals, (num_freqs, num_x, num_signals), "complex128")
     for first in range(0, num_blocks, BLOCKS_PER_BATCH):
         count = min(BLOCKS_PER_BATCH, num_blocks - first)
         inner = max(0, min(count, num_inner_blocks - first))
         strides = (block, num_samples, 1)
-        x_buffer[:inner, :, :block] = signals.as_strided(
-            (inner, num_x, block), strides, first * block
-        )
-        y_buffer[:inner, :, :extended] = signals.as_strided(
-            (inner, num_signals, extended), strides, first * block
-        )
+        if inner > 0:
+            x_buffer[:inner, :, :block] = _strided(
+                signals, (inner, num_x, block), strides, first * block
+            )
+            y_buffer[:inner, :, :extended] = _strided(
+                signals, (inner, num_signals, extended), strides, first * block
+            )
         for index in range(inner, count):  # the last blocks, cut by the end of the signal
             start = (first + index) * block
             x_part = signals[:num_x, start : start + block]
             y_part = signals[:, start : start + extended]
-            x_buffer[index].zero_()[:, : x_part.shape[1]] = x_part
-            y_buffer[index].zero_()[:, : y_part.shape[1]] = y_part
-        x_spectra = _rfft(_host(x_buffer[:count]))  # (b, P, F)
-        y_spectra = _rfft(_host(y_buffer[:count]))  # (b, R, F)
+            x_buffer[index] = 0
+            y_buffer[index] = 0
+            x_buffer[index, :, : x_part.shape[1]] = x_part
+            y_buffer[index, :, : y_part.shape[1]] = y_part
+        x_spectra = _rfft(x_buffer[:count])  # (b, P, F)
+        y_spectra = _rfft(y_buffer[:count])  # (b, R, F)
         for low in range(0, num_freqs, FREQUENCIES_PER_CHUNK):
             band = slice(low, low + FREQUENCIES_PER_CHUNK)
             # sum over blocks of conj(X_p) Y_r: (f, P, b) @ (f, b, R)
             x_band = _permuted(x_spectra[:, :, band], (2, 1, 0), conjugate=True)
             cross_spectrum[band] += x_band @ _permuted(y_spectra[:, :, band], (2, 0, 1))
-    correlations = _tensor(_irfft(cross_spectrum, n=fft_size, axis=0)[:num_lags])
-    return correlations.permute(1, 2, 0)
+    correlations = _irfft(cross_spectrum, n=fft_size, axis=0)[:num_lags]
+    return _permute(correlations, (1, 2, 0))
 
 
-def _gram_matrix(reference_correlations: torch.Tensor) -> torch.Tensor:
+def _gram_matrix(reference_correlations: Array) -> Array:
     """Gram matrix of the delayed references, in museval's (source, channel, lag) order.
 
     Args:
@@ -244,35 +334,39 @@ def _gram_matrix(reference_correlations: torch.Tensor) -> torch.Tensor:
     num_signals, _, num_lags = reference_correlations.shape
     # lag 0 of (p, q) and of (q, p) are two roundings of one number: take one
     lag_zero = reference_correlations[:, :, 0]
-    reference_correlations = reference_correlations.clone()
+    reference_correlations = _copy(reference_correlations)
     reference_correlations[:, :, 0] = (lag_zero + lag_zero.T) / 2
     # lags L-1, ..., 1, 0, -1, ..., -(L-1); a negative lag of (p, q) is a positive one of (q, p)
-    descending_lags = torch.cat(
-        [reference_correlations.flip(-1), reference_correlations.transpose(0, 1)[..., 1:]], dim=-1
-    ).contiguous()
-    # G[(p, a), (q, b)] = descending_lags[p, q, (L - 1) - (a - b)]: a Hankel view in (L-1-a, b)
-    stride_p, stride_q, _ = descending_lags.stride()
-    hankel = descending_lags.as_strided(
-        (num_signals, num_lags, num_signals, num_lags), (stride_p, 1, stride_q, 1)
+    descending_lags = _library(reference_correlations).concatenate(
+        [_flip(reference_correlations, -1), reference_correlations.swapaxes(0, 1)[..., 1:]],
+        axis=-1,
     )
-    gram = hankel.flip(1).reshape(num_signals * num_lags, num_signals * num_lags)
-    return gram
+    # G[(p, a), (q, b)] = descending_lags[p, q, (L - 1) - (a - b)]: a Hankel view in (L-1-a, b)
+    span = 2 * num_lags - 1
+    hankel = _strided(
+        descending_lags,
+        (num_signals, num_lags, num_signals, num_lags),
+        (num_signals * span, 1, span, 1),
+        0,
+    )
+    return _flip(hankel, 1).reshape(num_signals * num_lags, num_signals * num_lags)
 
 
-def _cholesky_solver(matrix: torch.Tensor) -> Any:
+def _cholesky_solver(matrix: Array) -> Callable[[Array], Array] | None:
     """Cholesky factorisation of one symmetric (n, n) matrix -> its solver, or None when it
     fails (the matrix is not numerically positive definite).
 
-    On CPU LAPACK's potrf is called through scipy with ``clean=0``: torch's own Cholesky
-    also zeroes the factor's other triangle, which at n = 4096 costs a third of the
+    On CPU LAPACK's potrf is called through scipy with ``clean=0``: numpy's and torch's
+    Cholesky also zero the factor's other triangle, which at n = 4096 costs a third of the
     factorisation itself; potrs never reads that triangle.
     """
-    if matrix.device.type != "cpu":
+    if not isinstance(matrix, np.ndarray):
+        torch = sys.modules["torch"]
         factor, info = torch.linalg.cholesky_ex(matrix)
         if int(info) != 0:
             return None
 
-        def solve(rhs: torch.Tensor) -> torch.Tensor:
+        def solve(rhs: Array) -> Array:
             # two triangular solves: torch.cholesky_solve copies the factor on every call
             lower = torch.linalg.solve_triangular(factor, rhs, upper=False)
             return torch.linalg.solve_triangular(factor.mT, lower, upper=True)
@@ -282,20 +376,18 @@ def _cholesky_solver(matrix: torch.Tensor) -> Any:
     from scipy.linalg import lapack
 
     # the transpose of a C-ordered symmetric matrix is itself in Fortran order: no copy
-    factor, info = lapack.dpotrf(matrix.numpy().T, lower=1, clean=0)
+    factor, info = lapack.dpotrf(matrix.T, lower=1, clean=0)
     if info != 0:
         return None
 
-    def solve(rhs: torch.Tensor) -> torch.Tensor:
-        solution, _ = lapack.dpotrs(factor, np.asfortranarray(rhs.numpy()), lower=1)
-        return torch.from_numpy(np.ascontiguousarray(solution))
+    def solve(rhs: np.ndarray) -> np.ndarray:
+        solution, _ = lapack.dpotrs(factor, np.asfortranarray(rhs), lower=1)
+        return np.ascontiguousarray(solution)
 
     return solve
 
 
-def _solve_shifted_gram(
-    shifted_matrix: torch.Tensor, right_hand_sides: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _solve_shifted_gram(shifted_matrix: Array, right_hand_sides: Array) -> tuple[Array, Array]:
     """Solve (G + eps I) X = B for symmetric positive semi-definite G, batched.
 
     Args:
@@ -318,55 +410,65 @@ def _solve_shifted_gram(
         solutions, conditions = zip(
             *(_solve_shifted_gram(*pair) for pair in zip(shifted_matrix, right_hand_sides))
         )
-        return torch.stack(solutions), torch.stack(conditions)
+        library = _library(shifted_matrix)
+        return library.stack(solutions), library.stack(conditions)
     solve = _cholesky_solver(shifted_matrix)
     singular = False
     if solve is None:
-        lu_factors, pivots, info = torch.linalg.lu_factor_ex(shifted_matrix)
-        singular = int(info) != 0
-
-        def solve(rhs: torch.Tensor) -> torch.Tensor:
-            return torch.linalg.lu_solve(lu_factors, pivots, rhs)
-
+        solve, singular = _lu_solver(shifted_matrix)
     solution = solve(right_hand_sides)
     condition = _condition_estimate(shifted_matrix, solve)
     if singular:
-        eps = torch.finfo(torch.float64).eps
-        matrix = shifted_matrix.cpu().clone()
-        matrix.diagonal().sub_(eps)
-        # gelsd (SVD; numpy's driver and default rcond) exists on CPU only
-        fallback = torch.linalg.lstsq(matrix, right_hand_sides.cpu(), driver="gelsd")
-        solution = fallback.solution.to(solution.device)
-        condition = torch.full_like(condition, math.inf)
+        # gelsd (SVD) with numpy's default rcond, on the CPU, as museval means to
+        matrix = _to_numpy(shifted_matrix).copy()
+        _add_to_diagonal(matrix, -EPS)
+        fallback = np.linalg.lstsq(matrix, _to_numpy(right_hand_sides), rcond=None)[0]
+        solution = _on_device_of(solution, fallback)
+        condition = _library(condition).full_like(condition, math.inf)
     return solution, condition
 
 
-def _condition_estimate(matrix: torch.Tensor, solve: Any, iterations: int = 4) -> torch.Tensor:
-    """Rough condition number of symmetric (..., n, n) matrices from their factorisation.
+def _lu_solver(matrix: Array) -> tuple[Callable[[Array], Array], bool]:
+    """LU factorisation with partial pivoting (museval's np.linalg.solve) of one (n, n)
+    matrix -> its solver, and whether the matrix is exactly singular."""
+    if isinstance(matrix, np.ndarray):
+        from scipy.linalg import lapack
+
+        factors, pivots, info = lapack.dgetrf(matrix)
+        return (lambda rhs: lapack.dgetrs(factors, pivots, rhs)[0]), info != 0
+    torch = sys.modules["torch"]
+    factors, pivots, info = torch.linalg.lu_factor_ex(matrix)
+    return (lambda rhs: torch.linalg.lu_solve(factors, pivots, rhs)), int(info) != 0
+
+
+def _condition_estimate(
+    matrix: Array, solve: Callable[[Array], Array], iterations: int = 4
+) -> Array:
+    """Rough condition number of one symmetric (n, n) matrix from its factorisation.
 
     The largest eigenvalue is bounded by the largest absolute row sum; the smallest is
     estimated by a few steps of inverse iteration (cheap: the factorisation exists).
     """
-    generator = torch.Generator(device=matrix.device).manual_seed(0)
-    vector = torch.randn(
-        (*matrix.shape[:-1], 1), generator=generator, dtype=matrix.dtype, device=matrix.device
-    )
-    growth = torch.ones(matrix.shape[:-2], dtype=matrix.dtype, device=matrix.device)
+    library = _library(matrix)
+    vector = _random_normal(matrix, (matrix.shape[-1], 1))
     for _ in range(iterations):
-        vector = vector / vector.norm(dim=(-2, -1), keepdim=True)
-        vector = solve(vector)
-        growth = vector.norm(dim=(-2, -1))
-    largest = torch.linalg.vector_norm(matrix, ord=1, dim=-1).amax(dim=-1)
-    return largest * growth
+        vector = solve(vector / library.linalg.vector_norm(vector))
+    largest = library.abs(matrix).sum(axis=-1).max()
+    return largest * library.linalg.vector_norm(vector)
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread inside the block, then restore the setting.
+def _one_thread(array: Array) -> Iterator[None]:
+    """Run torch (when `array` is a tensor) on one intra-op thread inside the block, then
+    restore the setting.
 
     The Levinson recursion is ~10 operations on P x P matrices per order: threads cannot
     speed them up, and on a busy machine their synchronisation made it 10x slower.
     """
+    if isinstance(array, np.ndarray):
+        yield
+        return
+    torch = sys.modules["torch"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -383,25 +485,23 @@ class _Solver:
     """
 
     def __init__(self) -> None:
-        self.infos: list[torch.Tensor] = []
+        self.infos: list[Array] = []
 
-    def __call__(self, matrices: Any, rhs: Any) -> Any:
+    def __call__(self, matrices: Array, rhs: Array) -> Array:
         if isinstance(matrices, np.ndarray):
             return np.linalg.solve(matrices, rhs)
-        solution, info = torch.linalg.solve_ex(matrices, rhs)
+        solution, info = sys.modules["torch"].linalg.solve_ex(matrices, rhs)
         self.infos.append(info.reshape(-1, info.shape[-1]))
         return solution
 
-    def solved(self, batch: int, device: torch.device) -> torch.Tensor:
+    def solved(self, batch: int) -> np.ndarray:
         """(batch,) bool: False where one of the torch solves met a singular matrix."""
         if not self.infos:
-            return torch.ones(batch, dtype=torch.bool, device=device)
-        return (torch.cat(self.infos) == 0).all(dim=0)
+            return np.ones(batch, dtype=bool)
+        return _to_numpy((sys.modules["torch"].cat(self.infos) == 0).all(dim=0))
 
 
-def _block_levinson(
-    lags: torch.Tensor, rhs: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+def _block_levinson(lags: Array, rhs: Array) -> tuple[Array, np.ndarray, Callable[[Array], Array]]:
     """Solve symmetric block-Toeplitz systems by the block Levinson recursion, batched.
 
     Solves sum_b R(a - b) x(b) = g(a) for a, b = 0..L-1, with R(-k) = R(k)^T: the normal
@@ -428,26 +528,20 @@ def _block_levinson(
     batch, length, size, _ = lags.shape
     width = length * size
     # column block i of lags_descending is R(L-1-i); of lags_transposed, R(i+1)^T
-    lags_descending = lags.flip(1).permute(0, 2, 1, 3).reshape(batch, size, width)
-    lags_transposed = lags[:, 1:].transpose(2, 3).permute(0, 2, 1, 3)
+    library = _library(lags)
+    lags_descending = _permute(_flip(lags, 1), (0, 2, 1, 3)).reshape(batch, size, width)
+    lags_transposed = _permute(lags[:, 1:].swapaxes(2, 3), (0, 2, 1, 3))
     lags_transposed = lags_transposed.reshape(batch, size, width - size)
     rhs = rhs.reshape(batch, width, -1)
-    identity = torch.eye(size, dtype=lags.dtype, device=lags.device)
-    forward = lags.new_zeros(batch, width, size)  # F_n(j) in block j
-    forward[:, :size] = identity
-    backward = lags.new_zeros(batch, width, size)  # B_n(j) in block L-1-n+j
-    backward[:, width - size :] = identity
-    errors = torch.stack([lags[:, 0], lags[:, 0]])  # E_b, E_f: (2, batch, P, P)
-    mismatches = torch.empty_like(errors)  # what [F; 0] and [0; B] leave at the new block
-    solution = torch.zeros_like(rhs)
-    lag_zero, lags_descending, lags_transposed, rhs = map(
-        _host, (lags[:, 0], lags_descending, lags_transposed, rhs)
-    )
-    forward, backward, errors, mismatches, solution = map(
-        _host, (forward, backward, errors, mismatches, solution)
-    )
-    library = np if isinstance(solution, np.ndarray) else torch
-    copy = np.copy if library is np else torch.clone
+    lag_zero = lags[:, 0]
+    diagonal = list(range(size))
+    forward = _zeros(lags, (batch, width, size))  # F_n(j) in block j
+    forward[:, diagonal, diagonal] = 1  # F_0 = I
+    backward = _zeros(lags, (batch, width, size))  # B_n(j) in block L-1-n+j
+    backward[:, [width - size + i for i in diagonal], diagonal] = 1
+    errors = library.stack([lag_zero, lag_zero])  # E_b, E_f: (2, batch, P, P)
+    mismatches = library.empty_like(errors)  # what [F; 0] and [0; B] leave at the new block
+    solution = library.zeros_like(rhs)
     solve = _Solver()
     kept = []  # (B_(n+1), E_b) of every order n, for resolve
     singular = False
@@ -473,15 +567,15 @@ def _block_levinson(
             errors[1] -= mismatches[1] @ reflections[0]
             mismatch = rhs[:, rows : rows + size] - descending @ solution[:, :rows]
             solution[:, : rows + size] += backward_view @ solve(errors[0], mismatch)
-            kept.append((copy(backward_view), copy(errors[0])))
+            kept.append((_copy(backward_view), _copy(errors[0])))
     except np.linalg.LinAlgError:
         singular = True
-    solution = _tensor(solution)
-    solved = solve.solved(batch, solution.device) & ~singular
-    solved &= torch.isfinite(solution).flatten(1).all(dim=1)
+    solved = solve.solved(batch) & _to_numpy(library.isfinite(solution).all(axis=(1, 2)))
+    if singular:
+        solved[:] = False
 
-    def resolve(other_rhs: torch.Tensor) -> torch.Tensor:
-        other_rhs = _host(other_rhs.reshape(batch, width, -1))
+    def resolve(other_rhs: Array) -> Array:
+        other_rhs = other_rhs.reshape(batch, width, -1)
         other = library.zeros_like(other_rhs)
         other[:, :size] = solve(lag_zero, other_rhs[:, :size])
         for order, (backward_then, error) in enumerate(kept):
@@ -489,12 +583,12 @@ def _block_levinson(
             descending = lags_descending[:, :, width - size - rows : width - size]
             mismatch = other_rhs[:, rows : rows + size] - descending @ other[:, :rows]
             other[:, : rows + size] += backward_then @ solve(error, mismatch)
-        return _tensor(other).view(batch, length, size, -1)
+        return other.reshape(batch, length, size, -1)
 
-    return solution.view(batch, length, size, -1), solved, resolve
+    return solution.reshape(batch, length, size, -1), solved, resolve
 
 
-def _block_toeplitz_product(lags: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+def _block_toeplitz_product(lags: Array, vectors: Array) -> Array:
     """sum_b R(a - b) x(b) for the systems of _block_levinson, by FFT.
 
     Args:
@@ -506,17 +600,13 @@ def _block_toeplitz_product(lags: torch.Tensor, vectors: torch.Tensor) -> torch.
     """
     length = lags.shape[1]
     # R(-(L-1)), ..., R(0), ..., R(L-1): a linear convolution with x gives T x at a + L - 1
-    all_lags = torch.cat([lags[:, 1:].flip(1).transpose(2, 3), lags], dim=1)
+    all_lags = _library(lags).concatenate([_flip(lags[:, 1:], 1).swapaxes(2, 3), lags], axis=1)
     fft_size = 1 << math.ceil(math.log2(3 * length - 2))
-    product = torch.fft.rfft(all_lags, n=fft_size, dim=1) @ torch.fft.rfft(
-        vectors, n=fft_size, dim=1
-    )
-    return torch.fft.irfft(product, n=fft_size, dim=1)[:, length - 1 : 2 * length - 1]
+    product = _rfft(all_lags, n=fft_size, axis=1) @ _rfft(vectors, n=fft_size, axis=1)
+    return _irfft(product, n=fft_size, axis=1)[:, length - 1 : 2 * length - 1]
 
 
-def _distortion_filters(
-    signals: torch.Tensor, num_sources: int, filters_len: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _distortion_filters(signals: Array, num_sources: int, filters_len: int) -> tuple[Array, Array]:
     """The v4 distortion filters, solved once over the whole signals.
 
     Args:
@@ -542,21 +632,23 @@ def _distortion_filters(
     """
     num_signals = signals.shape[0] // 2
     num_channels = num_signals // num_sources
+    library = _library(signals)
     correlations = _lagged_correlations(signals, num_signals, filters_len)
-    eps = torch.finfo(torch.float64).eps
     # g(a)[p, (j, c)] = D[(p, a), (j, c)] = <r_p delayed by a, e_(j, c)>
-    reference_estimate = correlations[:, num_signals:].permute(2, 0, 1)
+    reference_estimate = _permute(correlations[:, num_signals:], (2, 0, 1))
 
     own_grams, own_rhs = [], []
     for source in range(num_sources):
         channels = slice(source * num_channels, (source + 1) * num_channels)
         gram = _gram_matrix(correlations[channels, channels])
-        gram.diagonal().add_(eps)
+        _add_to_diagonal(gram, EPS)
         own_grams.append(gram)
         rhs = reference_estimate[:, channels, channels]  # (L, C_in, C_out)
-        own_rhs.append(rhs.transpose(0, 1).reshape(num_channels * filters_len, num_channels))
-    own_filters, own_condition = _solve_shifted_gram(torch.stack(own_grams), torch.stack(own_rhs))
-    own_filters = own_filters.view(num_sources, num_channels, filters_len, num_channels)
+        own_rhs.append(rhs.swapaxes(0, 1).reshape(num_channels * filters_len, num_channels))
+    own_filters, own_condition = _solve_shifted_gram(
+        library.stack(own_grams), library.stack(own_rhs)
+    )
+    own_filters = own_filters.reshape(num_sources, num_channels, filters_len, num_channels)
 
     all_filters = None
     if (
@@ -566,17 +658,15 @@ def _distortion_filters(
         all_filters, all_condition = _levinson_filters(correlations, reference_estimate)
     if all_filters is None:
         gram = _gram_matrix(correlations[:, :num_signals])
-        gram.diagonal().add_(eps)
-        rhs = reference_estimate.transpose(0, 1).reshape(num_signals * filters_len, num_signals)
+        _add_to_diagonal(gram, EPS)
+        rhs = reference_estimate.swapaxes(0, 1).reshape(num_signals * filters_len, num_signals)
         all_filters, all_condition = _solve_shifted_gram(gram, rhs)
-        all_filters = all_filters.view(num_signals, filters_len, num_signals)
-    _warn_if_singular(all_condition, own_condition)
-    return all_filters.contiguous(), own_filters.contiguous()
+        all_filters = all_filters.reshape(num_signals, filters_len, num_signals)
+    _warn_if_singular(float(all_condition), _to_numpy(own_condition))
+    return all_filters, own_filters
 
 
-def _levinson_filters(
-    correlations: torch.Tensor, reference_estimate: torch.Tensor
-) -> tuple[torch.Tensor | None, torch.Tensor]:
+def _levinson_filters(correlations: Array, reference_estimate: Array) -> tuple[Array | None, Array]:
     """The filters on all references by the block Levinson recursion, or None where its
     solution cannot be trusted (the caller then factorises G densely).
 
@@ -589,23 +679,23 @@ def _levinson_filters(
     """
     num_signals, _, filters_len = correlations.shape
     # R(k)[p, q] = G[(p, a), (q, a - k)]: the correlation of references p and q at lag k
-    lags = correlations[:, :num_signals].permute(2, 0, 1).clone()
+    library = _library(correlations)
+    lags = _copy(_permute(correlations[:, :num_signals], (2, 0, 1)))
     # lag 0 of (p, q) and of (q, p) are two roundings of one number: take one
     lags[0] = (lags[0] + lags[0].T) / 2
-    lags[0].diagonal().add_(torch.finfo(torch.float64).eps)
+    _add_to_diagonal(lags[0], EPS)
     # random columns solved alongside D estimate how much the system amplifies errors
-    generator = torch.Generator(device=lags.device).manual_seed(0)
-    probes = torch.randn(
-        (filters_len, num_signals, 1), generator=generator, dtype=lags.dtype, device=lags.device
-    )
-    rhs = torch.cat([reference_estimate, probes], dim=2)[None]
+    probes = _random_normal(lags, (filters_len, num_signals, 1))
+    rhs = library.concatenate([reference_estimate, probes], axis=2)[None]
     lags = lags[None]
-    with _one_thread():
+    with _one_thread(lags):
         solution, solved, resolve = _block_levinson(lags, rhs)
     # condition ~ largest eigenvalue (bounded by the largest row sum) times the growth
     # of the random probe
-    row_sum = (lags[0].abs().sum(dim=(0, 2)) + lags[0, 1:].abs().sum(dim=(0, 1))).max()
-    condition = row_sum * solution[0, ..., num_signals:].norm() / probes.norm()
+    magnitudes = library.abs(lags[0])
+    row_sum = (magnitudes.sum(axis=(0, 2)) + magnitudes[1:].sum(axis=(0, 1))).max()
+    growth = library.linalg.vector_norm(solution[0, ..., num_signals:])
+    condition = row_sum * growth / library.linalg.vector_norm(probes)
     # the recursion is only weakly stable: on ill-conditioned systems its rounding errors
     # outgrow those of a dense factorisation (0.05 dB instead of museval's own 0.002 dB at a
     # condition of 1e14), so it is kept for well-conditioned ones only
@@ -617,13 +707,14 @@ def _levinson_filters(
     # solving again for the residual brings them back to museval's ~1e-5 dB.
     filters = solution[..., :num_signals]
     target = rhs[..., :num_signals]
-    with _one_thread():
+    with _one_thread(lags):
         residual = target - _block_toeplitz_product(lags, filters)
         filters += resolve(residual)
-    residual = float((_block_toeplitz_product(lags, filters) - target).norm())
-    if not residual <= RESIDUAL_TOLERANCE * float(target.norm()):  # also when not finite
+    residual = float(library.linalg.vector_norm(_block_toeplitz_product(lags, filters) - target))
+    # also when not finite
+    if not residual <= RESIDUAL_TOLERANCE * float(library.linalg.vector_norm(target)):
         return None, condition
-    return filters[0].permute(1, 0, 2), condition
+    return _permute(filters[0], (1, 0, 2)), condition
 
 
 # Rounding errors of float64 (eps ~ 2e-16) move the filters' components along near-null
@@ -647,16 +738,16 @@ LEVINSON_MAX_CONDITION = 1e12
 DENSE_MAX_UNKNOWNS = 2048
 
 
-def _warn_if_singular(all_condition: torch.Tensor, own_condition: torch.Tensor) -> None:
+def _warn_if_singular(all_condition: float, own_condition: np.ndarray) -> None:
     """Warn that ISR/SIR/SAR are not reproducible when a filter system is nearly singular."""
     affected = []
-    if float(all_condition) > ILL_CONDITIONED:
+    if all_condition > ILL_CONDITIONED:
         affected.append("all references")
-    bad_sources = (own_condition > ILL_CONDITIONED).nonzero().flatten().tolist()
+    bad_sources = np.flatnonzero(own_condition > ILL_CONDITIONED).tolist()
     if bad_sources:
         affected.append(f"reference(s) {bad_sources} alone")
     if affected:
-        worst = max(float(all_condition), float(own_condition.max()))
+        worst = max(all_condition, float(own_condition.max()))
         warnings.warn(
             f"BSSEval: the filter systems of {' and of '.join(affected)} are ill-conditioned "
             f"(condition number ~{worst:.0e}): ISR, SIR and SAR carry float rounding errors "
@@ -668,14 +759,14 @@ def _warn_if_singular(all_condition: torch.Tensor, own_condition: torch.Tensor) 
 
 
 def _window_energies(
-    signals: torch.Tensor,
+    signals: Array,
     num_sources: int,
-    all_sources_filters: torch.Tensor,
-    own_source_filters: torch.Tensor,
+    all_sources_filters: Array,
+    own_source_filters: Array,
     num_windows: int,
     window_len: int,
     hop: int,
-) -> dict[str, torch.Tensor]:
+) -> dict[str, Array]:
     """Energies of the BSSEval decomposition in every window.
 
     Args:
@@ -686,7 +777,7 @@ def _window_energies(
         num_windows, window_len, hop: the framing, in samples.
 
     Returns:
-        (S, windows) float64 tensors: "true" |s|^2, "distortion" |e - s|^2, "spatial"
+        (S, windows) float64 arrays: "true" |s|^2, "distortion" |e - s|^2, "spatial"
         |P_j - s|^2, "own" |P_j|^2, "interference" |P_all - P_j|^2, "all" |P_all|^2 and
         "artifacts" |e - P_all|^2, summed over channels and over the window followed by
         L - 1 zeros, as museval sums them.
@@ -699,21 +790,20 @@ def _window_energies(
     fft_size = _fast_fft_size(window_len + filters_len - 1)
     num_freqs = fft_size // 2 + 1
     # Parseval for a real signal's half spectrum: bins other than DC and Nyquist count twice
-    bin_weights = torch.full((num_freqs,), 2.0 / fft_size, dtype=torch.float64)
+    bin_weights = np.full(num_freqs, 2.0 / fft_size)
     bin_weights[0] = 1.0 / fft_size
     if fft_size % 2 == 0:
         bin_weights[-1] = 1.0 / fft_size
-    bin_weights = _host(bin_weights.to(signals.device))
+    bin_weights = _on_device_of(signals, bin_weights)
 
     # Per frequency, one (S*C, 2*S*C) matrix maps the spectrum of a window's references s
     # to those of P_j (block-diagonal: each source's own filters) and P_all; the five
     # differences whose energies are needed follow from them, s and e.
-    all_filters = _host(all_sources_filters.permute(1, 0, 2).contiguous())  # (L, in, out)
-    own_filters = _host(own_source_filters.permute(2, 0, 1, 3).contiguous())  # (L, S, in, out)
+    all_filters = _permuted(all_sources_filters, (1, 0, 2))  # (L, in, out)
+    own_filters = _permuted(own_source_filters, (2, 0, 1, 3))  # (L, S, in, out)
     all_spectra = _rfft(all_filters, n=fft_size, axis=0)
     own_spectra = _rfft(own_filters, n=fft_size, axis=0)
-    projections = signals.new_zeros(num_freqs, num_signals, 2 * num_signals, dtype=torch.complex128)
-    projections = _host(projections)
+    projections = _zeros(signals, (num_freqs, num_signals, 2 * num_signals), "complex128")
     for source in range(num_sources):
         channels = slice(source * num_channels, (source + 1) * num_channels)
         projections[:, channels, channels] = own_spectra[:, source]
@@ -722,25 +812,25 @@ def _window_energies(
 
     windows_per_batch = WORKING_MEMORY_BYTES // (2 * 2 * num_signals * fft_size * 8)
     windows_per_batch = int(max(1, min(num_windows, windows_per_batch)))
-    buffer = signals.new_empty(windows_per_batch, 2 * num_signals, fft_size)
-    buffer[..., window_len:] = 0  # the filters' tail; the windows are copied in below
+    # zeros after each window: the filters' tail; the windows are copied in below
+    buffer = _zeros(signals, (windows_per_batch, 2 * num_signals, fft_size))
     # |P_j - s|^2, |P_j|^2, |P_all - P_j|^2, |P_all|^2, |e - P_all|^2 per (window, channel)
-    projection_energies = _host(signals.new_zeros(5, num_windows, num_sources, num_channels))
-    true_energy = signals.new_zeros(num_windows, num_sources)
-    distortion_energy = signals.new_zeros(num_windows, num_sources)
+    projection_energies = _zeros(signals, (5, num_windows, num_sources, num_channels))
+    true_energy = _zeros(signals, (num_windows, num_sources))
+    distortion_energy = _zeros(signals, (num_windows, num_sources))
     for first in range(0, num_windows, windows_per_batch):
         count = min(windows_per_batch, num_windows - first)
         batch = slice(first, first + count)
-        buffer[:count, :, :window_len] = signals.as_strided(
-            (count, 2 * num_signals, window_len), (hop, num_samples, 1), first * hop
+        buffer[:count, :, :window_len] = _strided(
+            signals, (count, 2 * num_signals, window_len), (hop, num_samples, 1), first * hop
         )
         frames = buffer[:count, :, :window_len]
-        frames = frames.view(count, 2, num_sources, num_channels, window_len)
+        frames = frames.reshape(count, 2, num_sources, num_channels, window_len)
         true, estimate = frames[:, 0], frames[:, 1]
-        true_energy[batch] = true.square().sum(dim=(2, 3))
-        distortion_energy[batch] = (estimate - true).square().sum(dim=(2, 3))
+        true_energy[batch] = (true**2).sum(axis=(2, 3))
+        distortion_energy[batch] = ((estimate - true) ** 2).sum(axis=(2, 3))
 
-        spectra = _rfft(_host(buffer[:count]))  # (b, 2*S*C, F)
+        spectra = _rfft(buffer[:count])  # (b, 2*S*C, F)
         for low in range(0, num_freqs, FREQUENCIES_PER_CHUNK):
             band = slice(low, low + FREQUENCIES_PER_CHUNK)
             chunk = _permuted(spectra[:, :, band], (2, 0, 1))  # (f, b, 2*S*C)
@@ -755,8 +845,7 @@ def _window_energies(
                 projection_energies[index, batch] += energies.reshape(
                     count, num_sources, num_channels
                 )
-    projection_energies = _tensor(projection_energies)
-    projection_energies = projection_energies.sum(dim=-1).transpose(1, 2)  # (5, S, windows)
+    projection_energies = projection_energies.sum(axis=-1).swapaxes(1, 2)  # (5, S, windows)
     return {
         "true": true_energy.T,
         "distortion": distortion_energy.T,
@@ -764,10 +853,12 @@ def _window_energies(
     }
 
 
-def _ratio_db(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+def _ratio_db(numerator: Array, denominator: Array) -> Array:
     """museval's _safe_db: +inf where the denominator is exactly zero."""
-    ratio = 10 * torch.log10(numerator / denominator)
-    return torch.where(denominator == 0, torch.full_like(ratio, math.inf), ratio)
+    library = _library(numerator)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = 10 * library.log10(numerator / denominator)
+    return library.where(denominator == 0, math.inf, ratio)
 
 
 def bss_eval_v4(
@@ -790,9 +881,11 @@ def bss_eval_v4(
         window: window length in samples (44100 = museval's 1 s at 44.1 kHz).
         hop: hop between windows in samples.
         filters_len: taps of the distortion filters (museval: 512).
-        device: where to compute (float64); CPU when None. On CPU it uses torch's intra-op
-            threads; when tracks are scored in parallel processes give each process one
-            (torch.set_num_threads(1)): on a busy machine extra threads only cost time.
+        device: torch device to compute on (float64), e.g. "cuda"; the CPU when None or
+            "cpu", with numpy and scipy (torch is not imported there). On the CPU numpy's
+            FFTs and OpenBLAS may use several threads; when tracks are scored in parallel
+            processes give each process one (OPENBLAS_NUM_THREADS=1 before numpy loads):
+            on a busy machine extra threads only cost time.
 
     Returns:
         {"SDR", "ISR", "SIR", "SAR"}: float64 numpy arrays (sources, windows) in dB. There are
@@ -809,9 +902,9 @@ def bss_eval_v4(
         UserWarning: when the filter systems are so ill-conditioned that float rounding may
             move ISR, SIR and SAR by more than 1e-3 dB (see the module's docstring).
     """
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    references = _as_sources_tensor(references, "references", device)
-    estimates = _as_sources_tensor(estimates, "estimates", device)
+    device = _torch_device(device)
+    references = _as_sources(references, "references", device)
+    estimates = _as_sources(estimates, "estimates", device)
     num_sources, num_samples, num_channels = references.shape
     if estimates.shape[0] != num_sources or estimates.shape[2] != num_channels:
         raise ValueError(
@@ -829,15 +922,15 @@ def bss_eval_v4(
 
     # (2, S, C, N): channels as contiguous signals; estimates cut or zero-padded to the
     # references' length (museval.pad_or_truncate)
-    signals = references.new_zeros(2, num_sources, num_channels, num_samples)
-    signals[0] = references.transpose(1, 2)
+    signals = _zeros(references, (2, num_sources, num_channels, num_samples))
+    signals[0] = references.swapaxes(1, 2)
     kept = min(num_samples, estimates.shape[1])
-    signals[1, :, :, :kept] = estimates[:, :kept].transpose(1, 2)
+    signals[1, :, :, :kept] = estimates[:, :kept].swapaxes(1, 2)
     del references, estimates
 
     silent = _silent_samples(signals)  # (2, S, N)
     for index, role in enumerate(("reference", "estimate")):
-        silent_indices = silent[index].all(dim=-1).nonzero().flatten().tolist()
+        silent_indices = np.flatnonzero(_to_numpy(silent[index].all(axis=-1))).tolist()
         if silent_indices:
             raise ValueError(
                 f"{role} source(s) {silent_indices} are silent (all zeros) over the whole "
@@ -845,11 +938,13 @@ def bss_eval_v4(
             )
     num_windows, window_len = _framing(num_samples, window, hop)
     # a window in which any reference or estimate is all zeros is NaN for every source
-    sounding = ~silent.view(2 * num_sources, num_samples)
-    window_sounding = sounding.unfold(1, window_len, hop)[:, :num_windows].any(dim=2)
-    nan_windows = ~window_sounding.all(dim=0)
+    sounding = ~silent.reshape(2 * num_sources, num_samples)
+    window_sounding = _strided(
+        sounding, (2 * num_sources, num_windows, window_len), (num_samples, hop, 1), 0
+    ).any(axis=2)
+    nan_windows = ~window_sounding.all(axis=0)
 
-    signals = signals.view(2 * num_sources * num_channels, num_samples)
+    signals = signals.reshape(2 * num_sources * num_channels, num_samples)
     all_filters, own_filters = _distortion_filters(signals, num_sources, filters_len)
     energies = _window_energies(
         signals, num_sources, all_filters, own_filters, num_windows, window_len, hop
@@ -861,6 +956,6 @@ def bss_eval_v4(
         "SAR": _ratio_db(energies["all"], energies["artifacts"]),
     }
     return {
-        name: torch.where(nan_windows, math.nan, values).cpu().numpy()
+        name: _to_numpy(_library(values).where(nan_windows, math.nan, values))
         for name, values in scores.items()
     }

@@ -1,14 +1,20 @@
-"""Signal-level metrics in torch: SI-SDR, plain SDR, and their improvement over the mixture.
+"""Signal-level metrics: SI-SDR, plain SDR, and their improvement over the mixture.
 
 All functions are batched over leading dimensions, differentiable, and work on any device
-and float dtype.
+and float dtype. si_sdr and sdr also take numpy arrays (and then return them): the scoring
+processes of ``sepkit eval`` compute them on the CPU without importing torch.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["improvement", "sdr", "sdr_improvement", "si_sdr", "si_sdr_improvement"]
 
@@ -27,7 +33,7 @@ def si_sdr(
     It does not change when the estimate is scaled, nor when the reference is.
 
     Args:
-        estimate: (..., time), e.g. (batch, sources, channels, time).
+        estimate: tensor or numpy array (..., time), e.g. (batch, sources, channels, time).
         reference: same shape as `estimate` (or broadcastable to it).
         zero_mean: remove each signal's mean over time first (as in the paper).
         eps: added to |reference|^2 and to both energies of the ratio, so that silent
@@ -37,15 +43,15 @@ def si_sdr(
         (...,) SI-SDR in dB, one value per signal (per channel for multichannel audio).
     """
     if zero_mean:
-        estimate = estimate - estimate.mean(dim=-1, keepdim=True)
-        reference = reference - reference.mean(dim=-1, keepdim=True)
-    scale = (estimate * reference).sum(dim=-1, keepdim=True) / (
-        reference.square().sum(dim=-1, keepdim=True) + eps
+        estimate = estimate - estimate.mean(axis=-1, keepdims=True)
+        reference = reference - reference.mean(axis=-1, keepdims=True)
+    scale = (estimate * reference).sum(axis=-1, keepdims=True) / (
+        (reference**2).sum(axis=-1, keepdims=True) + eps
     )
     target = scale * reference
-    target_energy = target.square().sum(dim=-1)
-    noise_energy = (estimate - target).square().sum(dim=-1)
-    return 10 * torch.log10((target_energy + eps) / (noise_energy + eps))
+    target_energy = (target**2).sum(axis=-1)
+    noise_energy = ((estimate - target) ** 2).sum(axis=-1)
+    return 10 * _log10((target_energy + eps) / (noise_energy + eps))
 
 
 def sdr(
@@ -60,7 +66,8 @@ def sdr(
     filters, no windows; by default summed over channels and time of a whole track).
 
     Args:
-        estimate: (..., channels, time), e.g. (batch, sources, channels, time).
+        estimate: tensor or numpy array (..., channels, time), e.g. (batch, sources,
+            channels, time).
         reference: same shape as `estimate` (or broadcastable to it).
         dim: dimensions summed over (default channels and time).
         eps: added to both energies (Demucs: 1e-7), so that silence gives finite values.
@@ -69,9 +76,17 @@ def sdr(
         SDR in dB with `dim` reduced, e.g. (batch, sources).
     """
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    reference_energy = reference.square().sum(dim=dims)
-    error_energy = (reference - estimate).square().sum(dim=dims)
-    return 10 * torch.log10((reference_energy + eps) / (error_energy + eps))
+    reference_energy = (reference**2).sum(axis=dims)
+    error_energy = ((reference - estimate) ** 2).sum(axis=dims)
+    return 10 * _log10((reference_energy + eps) / (error_energy + eps))
+
+
+def _log10(values: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """torch.log10 of a tensor, numpy's of anything else (torch is loaded if a tensor exists)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.is_tensor(values):
+        return torch.log10(values)
+    return np.log10(values)
 
 
 def improvement(
@@ -97,7 +112,7 @@ def improvement(
     Returns:
         The improvement in dB, shaped like metric's output.
     """
-    if mixture.dim() != reference.dim():
+    if mixture.ndim != reference.ndim:
         raise ValueError(
             f"mixture has shape {tuple(mixture.shape)} and reference "
             f"{tuple(reference.shape)}: give the mixture as many dimensions, e.g. "

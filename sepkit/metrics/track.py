@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from sepkit.metrics.bsseval import bss_eval_v4, number_of_windows, silent_sources
+from sepkit.metrics.bsseval import _is_tensor, bss_eval_v4, number_of_windows, silent_sources
 from sepkit.metrics.targets import MUSDB_TARGET_SOURCES
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["BACKENDS", "MUSDB_TARGET_SOURCES", "evaluate_track"]
 
@@ -23,7 +25,7 @@ JSON_METRIC_ORDER = ("SDR", "SIR", "SAR", "ISR")
 
 def _as_audio(audio: Any, name: str) -> np.ndarray:
     """Array or tensor (samples, channels), or (samples,) for mono -> float64 numpy."""
-    if torch.is_tensor(audio):
+    if _is_tensor(audio):
         audio = audio.detach().cpu().numpy()
     array = np.asarray(audio, dtype=np.float64)
     if array.ndim == 1:
@@ -99,11 +101,11 @@ def evaluate_track(
             same shape.
         estimates: target name -> estimated stem (samples', channels). Each is cut to the
             references' length or padded with zeros at the end, as museval does.
-        backend: "fast" (bss_eval_v4, torch) or "museval" (museval.evaluate itself).
+        backend: "fast" (bss_eval_v4) or "museval" (museval.evaluate itself).
         window: window length in seconds (museval: 1.0).
         hop: hop between windows in seconds (museval: 1.0).
         sample_rate: of the stems, in Hz; windows are int(window * sample_rate) samples.
-        device: torch device of the fast backend (CPU when None).
+        device: torch device of the fast backend (the CPU, with numpy, when None).
         calls: which of the (up to) two BSSEval calls to make: 0, the call over the stems;
             1, vocals with accompaniment. None: both. The targets of separate calls,
             concatenated in call order, are those of one call with both (processes can
