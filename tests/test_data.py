@@ -1,5 +1,6 @@
 """Datasets on generated files: reads, training/validation sets, augmentation, checks, errors."""
 
+import musdb
 import numpy as np
 import pytest
 import soundfile
@@ -78,6 +79,16 @@ def test_tracks_are_hashable_values(default_data, musdb_root, tmp_path):
     again = musdb_data(musdb_root, tmp_path).test_tracks()[0]
     assert again == default_data.test_tracks()[0]
     assert {again: 1}[default_data.test_tracks()[0]] == 1
+
+
+def test_test_tracks_are_musdbs_in_its_order(tmp_path):
+    # listed without musdb.DB (which probes every mixture with ffprobe): the same tracks
+    test_names = ["b - Second", "A - First", "c - third"]
+    root = write_musdb_like(tmp_path / "musdb", ["Band - Song"], test_names, seconds=0.1)
+    (root / "test" / "notes.txt").write_text("not a track")
+    listed = [track.name for track in musdb_data(root, tmp_path).test_tracks()]
+    database = musdb.DB(root=str(root), subsets="test", is_wav=True)
+    assert listed == [track.name for track in database] == sorted(test_names)
 
 
 def test_sources_follow_the_target_order_and_mixture_file_is_read(musdb_root, tmp_path):

@@ -732,10 +732,12 @@ ILL_CONDITIONED = 3e13
 # ~1e10 and the same scores either way, to ~1e-6 dB).
 RESIDUAL_TOLERANCE = 1e-10
 LEVINSON_MAX_CONDITION = 1e12
-# Systems of at most this many unknowns are factorised densely: below it the recursion's
-# ~10 small operations per lag cost more than a Cholesky factorisation (n = 2048, two
-# stereo sources: ~0.13 s on one core against ~0.4 s for the recursion and its refinement).
-DENSE_MAX_UNKNOWNS = 2048
+# Systems of at most this many unknowns are factorised densely: there the recursion's ~10
+# small operations per lag cost as much as a Cholesky factorisation or more (one core,
+# 512 taps, benchmarks/eval_solvers.py, two runs: n = 1024, one stereo source, 16-21 ms
+# dense against 15-25 ms for the recursion and its refinement; n = 2048, 104-124 ms
+# against 34-57 ms; n = 4096, 690-747 ms against 78-93 ms).
+DENSE_MAX_UNKNOWNS = 1024
 
 
 def _warn_if_singular(all_condition: float, own_condition: np.ndarray) -> None:
