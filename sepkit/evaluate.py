@@ -423,11 +423,14 @@ class ScoringPool:
 
     The processes are started when the pool is entered, from the fork server (see
     sepkit.scoring_server): start it early with start_scoring_server so that its imports
-    overlap this process's work.
+    overlap this process's work. ``on_idle`` is called once, in this process, when every
+    job has been handed out and a process has finished its last: from then on a core is
+    free (for work this process still has to do, such as the reports' imports).
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, on_idle: Callable[[], None] | None = None) -> None:
         self.workers = workers
+        self.on_idle = on_idle
         self._stack = contextlib.ExitStack()
         self._pool: ProcessPoolExecutor | None = None
 
@@ -459,17 +462,22 @@ class ScoringPool:
                 on_result(job, score_track(job))
             return
         pending: dict[Future, TrackJob] = {}
+        handed_out = False
 
         def collect(block_until: int) -> None:
             while len(pending) > block_until:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     on_result(pending.pop(future), future.result())
+                if handed_out and self.on_idle is not None:
+                    on_idle, self.on_idle = self.on_idle, None
+                    on_idle()
 
         try:
             for job in jobs:
                 collect(self.workers - 1)
                 pending[self._pool.submit(score_track, job)] = job
+            handed_out = True
             collect(0)
         except BaseException:
             for future in pending:
@@ -764,9 +772,10 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
     plan = _plan(cfg, choice, compared)
     here = cfg.workers == 1 or plan.separator is not None
     device = _scoring_device(str(cfg.device), here)
-    if cfg.workers > 1:  # this process mostly waits from now on: the plot's imports
+    def import_plotting() -> None:  # while the last tracks are scored, on a core left free
         threading.Thread(target=_import_plotting, daemon=True).start()
-    with ScoringPool(int(cfg.workers)) as pool:
+
+    with ScoringPool(int(cfg.workers), on_idle=import_plotting) as pool:
         results, seconds = _score(cfg, run_dir, plan, pool, backend, device)
 
     method, metrics = plan.method, plan.metrics
