@@ -5,7 +5,7 @@
 
 Four stereo 44.1 kHz stems, band-limited at 16 kHz and rounded to 16 bits like MUSDB18's,
 with imperfect estimates (filtered, leaking the other stems, plus noise). Each thread count
-runs in its own process, with every library (torch, numpy's BLAS, MKL, OpenMP) held to it,
+runs in its own process, with every library (numpy's BLAS, MKL, OpenMP) held to it,
 so both implementations get the same CPU. Prints both times (wall clock, and CPU time of
 the process, steadier on a shared machine), their ratios and the largest difference of any
 frame and metric.
@@ -51,11 +51,9 @@ def measure(seconds: float, threads: int) -> None:
 
     import museval
     import numpy as np
-    import torch
 
     from sepkit.metrics import bss_eval_v4
 
-    torch.set_num_threads(threads)
     references, estimates = generated_track(seconds)
     bss_eval_v4(references[:, :44100], estimates[:, :44100])  # load kernels before timing
 

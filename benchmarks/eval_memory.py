@@ -13,9 +13,12 @@ memory kept). Prints the seconds of each track, the memory held after it and the
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from sepkit.scoring_server import THREAD_VARIABLES
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,15 +27,12 @@ def score_in_turn(seconds: list[float], reuse: bool) -> None:
     import resource
     import time
 
-    import torch
-
     sys.path.insert(0, str(HERE))
     from eval_core import generated_track
 
     from sepkit.evaluate import _reuse_freed_memory
     from sepkit.metrics.bsseval import bss_eval_v4
 
-    torch.set_num_threads(1)
     if reuse:
         _reuse_freed_memory()
     tracks = [generated_track(length, seed) for seed, length in enumerate(seconds)]
@@ -66,7 +66,9 @@ def main() -> None:
     for reuse, title in (("no", "glibc's defaults"), ("yes", "_reuse_freed_memory")):
         print(f"{title}:", flush=True)
         command = [sys.executable, __file__, "--reuse", reuse, "--seconds", *lengths]
-        subprocess.run(command, check=True)
+        # one thread, as in a scoring process: the BLAS libraries read these when they load
+        one_thread = dict.fromkeys(THREAD_VARIABLES, "1")
+        subprocess.run(command, check=True, env={**os.environ, **one_thread})
 
 
 if __name__ == "__main__":

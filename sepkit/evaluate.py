@@ -215,9 +215,10 @@ def _whole_track_metrics(
     if not reference.any() or not estimate.any():
         nan = {name: math.nan for name in MUSIC_TRACK_METRICS}
         return {ESTIMATES: nan, MIXTURE: dict(nan)}
-    signals = np.stack([reference, estimate, mixture]).transpose(0, 2, 1).reshape(3, -1)
-    ours_si, mixture_si = si_sdr(signals[1:], signals[:1]).tolist()
-    ours_n, mixture_n = sdr(signals[1:], signals[:1], dim=-1).tolist()
+    # sums over all samples of all channels, in whatever order: flat views, no copies
+    reference, estimate, mixture = (x.reshape(-1) for x in (reference, estimate, mixture))
+    ours_si, mixture_si = (float(si_sdr(x, reference)) for x in (estimate, mixture))
+    ours_n, mixture_n = (float(sdr(x, reference, dim=-1)) for x in (estimate, mixture))
     return {
         ESTIMATES: {
             "SI-SDR": ours_si,
@@ -772,6 +773,7 @@ def run_evaluation(cfg: Any, run_dir: Path) -> Path:
     plan = _plan(cfg, choice, compared)
     here = cfg.workers == 1 or plan.separator is not None
     device = _scoring_device(str(cfg.device), here)
+
     def import_plotting() -> None:  # while the last tracks are scored, on a core left free
         threading.Thread(target=_import_plotting, daemon=True).start()
 

@@ -158,7 +158,7 @@ def evaluate_track(
         """One BSSEval call over `names`; whole-track silent targets are NaN, left out."""
         silent = set()
         for role, audio in (("reference", reference_audio), ("estimate", estimate_audio)):
-            for index in silent_sources(np.stack([audio[name] for name in names])):
+            for index in silent_sources([audio[name] for name in names]):
                 if names[index] not in silent:
                     warnings.warn(
                         f"{names[index]}: the {role} is silent (all zeros) over the whole "
