@@ -11,7 +11,7 @@
    the references, ``eval_mus_track`` scores each track and writes its JSON) and by the
    ``sepkit eval estimates=... workers=N`` command, start-up included, without its mixture
    baseline (museval has none). Prints both wall-clock times, the ratio (also of the
-   scoring phase alone: the command's start-up, ~2 s, weighs on a set this short), and the
+   scoring phase alone: start-up and reports, ~0.8 s, weigh on a set this short), and the
    largest difference between the two sets of JSON scores. ``--toy-seconds 60`` scores
    songs of a more realistic length.
 """
