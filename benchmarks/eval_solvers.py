@@ -3,7 +3,7 @@
 For each system size of sepkit.metrics.bsseval (P signals of 512 taps: P * 512 unknowns),
 times on this machine, one thread, numpy and scipy as `sepkit eval` runs them on the CPU:
 
-- the recursion with its refinement step (_block_levinson, then one resolve of the
+- the recursion with its refinement steps (_block_levinson, then resolves of the
   residual), as _levinson_filters runs it, over `batch` systems at once;
 - the dense Gram matrix built and solved by Cholesky, one system after the other, as
   _solve_shifted_gram does.
@@ -41,7 +41,8 @@ def levinson(lags: np.ndarray, rhs: np.ndarray) -> None:
     with_probe = np.concatenate([rhs, rhs[..., :1]], axis=3)
     solution, _, resolve = bsseval._block_levinson(lags, with_probe)
     filters = solution[..., :size]
-    filters += resolve(rhs - bsseval._block_toeplitz_product(lags, filters))
+    for _ in range(bsseval.REFINEMENT_STEPS):
+        filters += resolve(rhs - bsseval._block_toeplitz_product(lags, filters))
     bsseval._block_toeplitz_product(lags, filters)  # the residual check
 
 

@@ -25,7 +25,7 @@ What museval does, and what is done here instead to get the same numbers faster:
   estimate (4 factorisations of a 4096^2 matrix for 4 stereo sources, ~90 GFLOP). Here
   each source's own system (a diagonal block) is factorised once for all estimates, and the
   block-Toeplitz system of all sources is solved by the block Levinson recursion in
-  O(filters_len^2) small steps, refined once by solving again for its residual with the
+  O(filters_len^2) small steps, refined twice by solving again for its residual with the
   predictors the recursion kept. It is kept where its residual is small and the systems
   well conditioned (references stored with 16 bits, as MUSDB18's, are); elsewhere one
   dense Cholesky factorisation (LU and least squares as museval's where it fails) serves
@@ -711,15 +711,17 @@ def _levinson_filters(correlations: Array, reference_estimate: Array) -> tuple[A
     # condition of 1e14), so it is kept for well-conditioned ones only
     if not bool(solved[0]) or float(condition) > LEVINSON_MAX_CONDITION:
         return None, condition
-    # One step of iterative refinement: the recursion's rounding errors grow with the
-    # condition number faster than a dense factorisation's, and at conditions of ~1e11
-    # (16-bit references of sparse synthetic stems) they moved SIR and SAR by ~0.01 dB;
-    # solving again for the residual brings them back to museval's ~1e-5 dB.
+    # Iterative refinement: the recursion's rounding errors grow with the condition number
+    # faster than a dense factorisation's, and at conditions of ~1e11 (16-bit references of
+    # sparse synthetic stems) they moved SIR and SAR by ~0.01 dB. Solving again for the
+    # residual brings them to ~1e-4 dB of museval's, twice to where the dense solution is
+    # (~1e-6 dB; see REFINEMENT_STEPS).
     filters = solution[..., :num_signals]
     target = rhs[..., :num_signals]
     with _one_thread(lags):
-        residual = target - _block_toeplitz_product(lags, filters)
-        filters += resolve(residual)
+        for _ in range(REFINEMENT_STEPS):
+            residual = target - _block_toeplitz_product(lags, filters)
+            filters += resolve(residual)
     residual = float(library.linalg.vector_norm(_block_toeplitz_product(lags, filters) - target))
     # also when not finite
     if not residual <= RESIDUAL_TOLERANCE * float(library.linalg.vector_norm(target)):
@@ -741,12 +743,17 @@ ILL_CONDITIONED = 3e13
 # estimated condition number is at most LEVINSON_MAX_CONDITION (16-bit references give
 # ~1e10 and the same scores either way, to ~1e-6 dB).
 RESIDUAL_TOLERANCE = 1e-10
+# Refinement steps after the recursion. On a mono mixdown of two toy songs (four sources,
+# 2048 unknowns, condition 7e10) the largest difference to museval was 1.2e-4 dB after one
+# step, 5e-7 dB after two (the dense solution: 9e-7 dB); on the stereo songs 3.8e-6 dB after
+# one, 1.8e-6 dB after two (dense: 1.8e-6 dB). A step costs about a third of the recursion.
+REFINEMENT_STEPS = 2
 LEVINSON_MAX_CONDITION = 1e12
 # Systems of at most this many unknowns are factorised densely: there the recursion's ~10
 # small operations per lag cost as much as a Cholesky factorisation or more (one core,
-# 512 taps, benchmarks/eval_solvers.py, two runs: n = 1024, one stereo source, 16-21 ms
-# dense against 15-25 ms for the recursion and its refinement; n = 2048, 104-124 ms
-# against 34-57 ms; n = 4096, 690-747 ms against 78-93 ms).
+# 512 taps, benchmarks/eval_solvers.py, two runs: n = 1024, one stereo source, 16-17 ms
+# dense against 19-20 ms for the recursion and its refinement steps; n = 2048, 99-106 ms
+# against 41 ms; n = 4096, 680-750 ms against 94-95 ms).
 DENSE_MAX_UNKNOWNS = 1024
 
 
