@@ -342,6 +342,20 @@ def test_sdr_is_demucs_new_sdr():
     assert (sdr(reference, reference) > 100).all()  # finite for a perfect estimate
 
 
+def test_si_sdr_and_sdr_of_numpy_arrays_equal_those_of_tensors():
+    # the scoring processes of `sepkit eval` compute them on numpy arrays, without torch
+    rng = np.random.default_rng(5)
+    reference = rng.standard_normal((3, 2, 5000))
+    estimate = reference + 0.3 * rng.standard_normal(reference.shape)
+    tensors = torch.from_numpy(estimate), torch.from_numpy(reference)
+    for metric in (si_sdr, sdr):
+        values = metric(estimate, reference)
+        assert isinstance(values, np.ndarray) and values.shape == metric(*tensors).shape
+        np.testing.assert_allclose(values, metric(*tensors).numpy(), rtol=1e-12)
+    # one flat signal gives a number
+    assert np.isfinite(float(si_sdr(estimate.reshape(-1), reference.reshape(-1))))
+
+
 def test_improvement_over_the_mixture():
     generator = torch.Generator().manual_seed(1)
     sources = torch.randn(2, 3, 2, 4000, generator=generator, dtype=torch.float64)
