@@ -122,9 +122,7 @@ def _as_sources(audio: Any, name: str, device: torch.device | None) -> Array:
     """Array-like -> float64 (sources, samples, channels), as np.atleast_3d reads it: a numpy
     array when device is None, else a tensor on it."""
     if device is None:
-        if _is_tensor(audio):
-            audio = audio.detach().cpu().numpy()
-        array = np.asarray(audio, dtype=np.float64)
+        array = np.asarray(_to_numpy(audio), dtype=np.float64)
     else:
         import torch
 
@@ -141,8 +139,12 @@ def _as_sources(audio: Any, name: str, device: torch.device | None) -> Array:
     return array
 
 
-def _to_numpy(array: Array) -> np.ndarray:
-    return array if isinstance(array, np.ndarray) else array.cpu().numpy()
+def _to_numpy(value: Any) -> np.ndarray:
+    """A tensor (any device, with or without gradient) as a numpy array; anything else as
+    np.asarray reads it (a numpy array itself)."""
+    if _is_tensor(value):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
 
 
 def _zeros(like: Array, shape: tuple[int, ...], dtype: str = "float64") -> Array:
@@ -258,9 +260,7 @@ def silent_sources(sources: Any) -> list[int]:
         sources = _as_sources(sources, "sources", None)
     silent = []
     for index, source in enumerate(sources):
-        if _is_tensor(source):
-            source = source.detach().cpu().numpy()
-        source = np.asarray(source)
+        source = _to_numpy(source)
         source = source.reshape(len(source), -1)  # (samples, channels), also from mono
         # a sounding source is told apart by its first samples: look at a stretch at a time
         for start in range(0, source.shape[0], SILENCE_SCAN_SAMPLES):

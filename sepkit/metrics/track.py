@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sepkit.metrics.bsseval import _is_tensor, bss_eval_v4, number_of_windows, silent_sources
+from sepkit.metrics.bsseval import _to_numpy, bss_eval_v4, number_of_windows, silent_sources
 from sepkit.metrics.targets import MUSDB_TARGET_SOURCES
 
 if TYPE_CHECKING:
@@ -25,9 +25,7 @@ JSON_METRIC_ORDER = ("SDR", "SIR", "SAR", "ISR")
 
 def _as_audio(audio: Any, name: str) -> np.ndarray:
     """Array or tensor (samples, channels), or (samples,) for mono -> float64 numpy."""
-    if _is_tensor(audio):
-        audio = audio.detach().cpu().numpy()
-    array = np.asarray(audio, dtype=np.float64)
+    array = np.asarray(_to_numpy(audio), dtype=np.float64)
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2:
