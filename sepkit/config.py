@@ -47,7 +47,9 @@ class TrainerConfig:
     batch_size: int = 16
     steps_per_epoch: int | None = None  # null: a whole pass over the training set
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
-    amp: bool = False  # float16 + GradScaler on CUDA, bfloat16 autocast on CPU
+    amp: bool = (
+        False  # sepkit.devices.autocast_dtype: float16 (+ GradScaler) on CUDA/MPS, else bfloat16
+    )
     seed: int = 42
     num_workers: int = 0
     grad_clip: float | None = None  # max global gradient norm; null: no clipping

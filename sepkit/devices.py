@@ -6,7 +6,7 @@ import torch
 
 from sepkit.errors import SepkitError
 
-__all__ = ["select_device"]
+__all__ = ["autocast", "autocast_dtype", "select_device"]
 
 
 def select_device(name: str, local_rank: int = 0, setting: str = "trainer.device") -> torch.device:
@@ -31,3 +31,15 @@ def select_device(name: str, local_rank: int = 0, setting: str = "trainer.device
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise SepkitError(f"{setting}={name}: MPS is not available here; use auto or cpu")
     return device
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """The one mixed-precision dtype of a device, for training and separation alike:
+    float16 on CUDA and MPS (their fast half-precision type; training pairs it with a
+    gradient scaler), bfloat16 elsewhere (the CPU's, whose range needs no scaler)."""
+    return torch.float16 if device.type in ("cuda", "mps") else torch.bfloat16
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """Mixed precision on ``device`` with its ``autocast_dtype``, or nothing if not enabled."""
+    return torch.autocast(device.type, dtype=autocast_dtype(device), enabled=enabled)

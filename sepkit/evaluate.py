@@ -51,6 +51,7 @@ import numpy as np
 import soundfile
 
 import sepkit
+from sepkit.audio import convert_channels
 from sepkit.errors import SepkitError
 from sepkit.files import write_text_atomic
 from sepkit.reports import (
@@ -114,22 +115,6 @@ class AudioSource:
     pcm16: bool = False
 
 
-def _convert_channels(audio: np.ndarray, nb_channels: int, path: Path) -> np.ndarray:
-    """(samples, channels) -> (samples, nb_channels), by sepkit's dataset rule: one channel
-    is duplicated, several are averaged into one; other counts are refused."""
-    channels = audio.shape[1]
-    if channels == nb_channels:
-        return audio
-    if channels == 1:
-        return np.repeat(audio, nb_channels, axis=1)
-    if nb_channels == 1:
-        return audio.mean(axis=1, keepdims=True)
-    raise SepkitError(
-        f"{path}: {channels} channels, expected 1 or {nb_channels} (the references' channels; "
-        "set dataset.nb_channels to match)"
-    )
-
-
 def read_signal(source: AudioSource, nb_channels: int) -> np.ndarray:
     """The whole signal as float64 (samples, nb_channels)."""
     try:
@@ -148,7 +133,12 @@ def read_signal(source: AudioSource, nb_channels: int) -> np.ndarray:
         audio = audio[:, None]
     if source.pcm16:
         audio = np.clip(np.rint(audio * 32768.0), -32768.0, 32767.0) / 32768.0
-    return _convert_channels(audio, nb_channels, source.path)
+    return convert_channels(
+        audio,
+        nb_channels,
+        source.path,
+        "the references' channels; set dataset.nb_channels to match",
+    )
 
 
 # -- scoring one track (in this process or a worker) ----------------------------------------

@@ -41,6 +41,7 @@ import soxr
 import torch
 from torch import Tensor
 
+from sepkit.devices import autocast
 from sepkit.errors import SepkitError
 from sepkit.files import atomic_path
 from sepkit.models.base import InferenceOptions, SeparationModel
@@ -428,8 +429,7 @@ class Separator:
         return segment_length, overlap_length
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        dtype = torch.float16 if self.device.type in ("cuda", "mps") else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=self.amp)
+        return autocast(self.device, self.amp)
 
     def select_stems(self, sources: Tensor) -> Tensor:
         """(sources, channels, time) of the model -> (stems, channels, time) to write."""

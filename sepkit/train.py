@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Sampler
 
 from sepkit.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from sepkit.devices import select_device
+from sepkit.devices import autocast, autocast_dtype, select_device
 from sepkit.errors import Interrupted, SepkitError
 from sepkit.files import atomic_path, write_text_atomic
 from sepkit.models.base import SeparationModel
@@ -383,8 +383,10 @@ class Trainer:
         self.scheduler = (
             instantiate(cfg.scheduler, _convert_="all")(self.optimizer) if cfg.scheduler else None
         )
+        # half precision's narrow range needs the loss scaled; bfloat16's does not
         self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=bool(self.trainer.amp) and device.type == "cuda"
+            device.type,
+            enabled=bool(self.trainer.amp) and autocast_dtype(device) == torch.float16,
         )
         if resumed is not None:
             saved = resumed["train_state"]
@@ -469,9 +471,7 @@ class Trainer:
         )
 
     def amp_context(self) -> torch.autocast:
-        # float16 with a gradient scaler on CUDA; bfloat16 (no scaler needed) elsewhere
-        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=bool(self.trainer.amp))
+        return autocast(self.device, bool(self.trainer.amp))
 
     def save(self, path: Path) -> None:
         save_checkpoint(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile
 
+from sepkit.audio import convert_channels
 from sepkit.data.augment import RemixBatch, SourceAugmentation, choose_excerpts
 from sepkit.errors import SepkitError
 
@@ -92,17 +93,7 @@ def read_audio(path: Path, start: int, frames: int, nb_channels: int) -> torch.T
             "the file is damaged or was written from invalid data: replace it or remove "
             "its track"
         )
-    channels = audio.shape[1]
-    if channels != nb_channels:
-        if channels == 1:
-            audio = np.repeat(audio, nb_channels, axis=1)
-        elif nb_channels == 1:
-            audio = audio.mean(axis=1, keepdims=True)
-        else:
-            raise SepkitError(
-                f"{path}: {channels} channels, expected 1 or {nb_channels} "
-                "(set dataset.nb_channels to match the files)"
-            )
+    audio = convert_channels(audio, nb_channels, path)
     return torch.from_numpy(np.ascontiguousarray(audio.T))
 
 
