@@ -39,16 +39,13 @@ class InferenceOptions:
     ``softmask``: start the filter from ratio masks instead of magnitudes.
     ``residual``: add a source holding what the targets leave of the mixture.
     ``wiener_win_len``: frames per independent block of the Wiener filter (None: all).
-    ``shifts``: Demucs's shift trick, the mean of this many separations of the input
-    delayed by random offsets of up to half a second (``sepkit.models.shifts``); 0
-    separates once.
+    (Demucs's shift trick wraps ``separate`` from outside: ``Separator(shifts=...)``.)
     """
 
     niter: int = 1
     softmask: bool = False
     residual: bool = False
     wiener_win_len: int | None = 300
-    shifts: int = 0
 
 
 class SeparationModel(nn.Module, abc.ABC):
