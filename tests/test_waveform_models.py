@@ -10,7 +10,6 @@ from sepkit.blocks.filterbank import OverlapAddDecoder, overlap_add
 from sepkit.blocks.layer_norm import CumulativeLayerNorm, GlobalLayerNorm
 from sepkit.blocks.unet1d import Interpolation
 from sepkit.checkpoint import build_model
-from sepkit.models.base import InferenceOptions
 from sepkit.models.convtasnet import ConvTasNet
 from sepkit.models.demucs import Demucs
 from sepkit.models.shifts import apply_shifts
@@ -197,4 +196,3 @@ def test_shifts_average_separations_of_delayed_inputs():
     assert shifted.shape == unshifted.shape
     assert not torch.allclose(shifted, unshifted)  # strided convolutions are not shift-invariant
     assert apply_shifts(separate, mixture, 0, 400) is not None
-    assert InferenceOptions().shifts == 0
