@@ -38,3 +38,12 @@ class BinEmbedding(nn.Module):
         elif self.activation == "tanh":
             x = torch.tanh(x)
         return nn.functional.normalize(x, dim=-1, eps=1e-8)
+
+
+def flatten_bins(embeddings: Tensor, nb_channels: int) -> Tensor:
+    """``BinEmbedding``'s output (batch, frames, channels * bins, dim) -> (batch, channels *
+    bins * frames, dim), bins in the order of a (channels, bins, frames) spectrogram
+    flattened."""
+    batch, frames, _, dim = embeddings.shape
+    embeddings = embeddings.reshape(batch, frames, nb_channels, -1, dim)
+    return embeddings.permute(0, 2, 3, 1, 4).reshape(batch, -1, dim)

@@ -16,11 +16,6 @@ from torch import Tensor, nn
 ENCODER_ACTIVATIONS = ("relu", "linear")
 
 
-def frame_count(length: int, kernel_size: int, stride: int) -> int:
-    """Frames a strided convolution gets from ``length`` samples (0 if shorter than one)."""
-    return 0 if length < kernel_size else (length - kernel_size) // stride + 1
-
-
 def covering_length(length: int, kernel_size: int, stride: int) -> int:
     """The smallest length >= ``length`` whose frames cover every sample, none left over."""
     if length <= kernel_size:

@@ -1,9 +1,7 @@
-"""Normalisation layers: learnable shift and scale, batch and instance norm over
-features, and per-feature statistics gathered from a dataset."""
+"""Normalisation layers: learnable shift and scale, batch norm over features, and
+per-feature statistics gathered from a dataset."""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -56,20 +54,6 @@ class FeatureBatchNorm(nn.BatchNorm1d):
         return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
 
 
-class InstanceNorm(nn.Module):
-    """Normalise each example over its frames, per feature: (batch, frames, features).
-
-    ``affine`` adds a learnable scale and bias per feature.
-    """
-
-    def __init__(self, features: int, affine: bool = True, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.norm = nn.InstanceNorm1d(features, affine=affine, eps=eps)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
-
-
 class RunningStatistics:
     """Mean and standard deviation per feature, accumulated over many arrays.
 
@@ -93,11 +77,6 @@ class RunningStatistics:
         self.count += rows.shape[0]
         self.total += rows.sum(0)
         self.total_squares += rows.square().sum(0)
-
-    def update_all(self, batches: Iterable[Tensor]) -> RunningStatistics:
-        for rows in batches:
-            self.update(rows)
-        return self
 
     def result(self) -> tuple[Tensor, Tensor]:
         """(mean, std) per feature, float32."""

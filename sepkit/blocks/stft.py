@@ -12,6 +12,11 @@ import torch
 from torch import Tensor, nn
 
 
+def frequency_bins(n_fft: int) -> int:
+    """Bins of a one-sided spectrum of ``n_fft`` points: 0 Hz to Nyquist."""
+    return n_fft // 2 + 1
+
+
 def make_window(kind: str, length: int) -> Tensor:
     """A periodic analysis window of ``length`` samples: ``hann`` or ``sqrt_hann``."""
     if kind == "hann":
@@ -25,7 +30,7 @@ class STFT(nn.Module):
     """Waveform to complex spectrogram.
 
     Input (..., time) in any number of leading dimensions; output (..., freq, frames),
-    complex, with ``freq = n_fft // 2 + 1`` and, when ``center`` is true,
+    complex, with ``freq = nb_bins = n_fft // 2 + 1`` and, when ``center`` is true,
     ``frames = time // hop_length + 1`` (the signal is padded by ``n_fft // 2`` on both
     sides with ``pad_mode``). Not normalised, one-sided: the convention of
     ``torch.stft`` and Open-Unmix.
@@ -48,7 +53,8 @@ class STFT(nn.Module):
 
     @property
     def nb_bins(self) -> int:
-        return self.n_fft // 2 + 1
+        """Frequency bins of the output (``freq``)."""
+        return frequency_bins(self.n_fft)
 
     def num_frames(self, length: int) -> int:
         """Frames produced for a signal of ``length`` samples."""
@@ -181,5 +187,5 @@ def bandwidth_to_max_bin(sample_rate: float, n_fft: int, bandwidth: float) -> in
 
     Open-Unmix crops its input to 16 kHz this way: 1487 bins at 44.1 kHz, n_fft 4096.
     """
-    frequencies = np.linspace(0, sample_rate / 2, n_fft // 2 + 1, endpoint=True)
+    frequencies = np.linspace(0, sample_rate / 2, frequency_bins(n_fft), endpoint=True)
     return int(np.flatnonzero(frequencies <= bandwidth).max()) + 1

@@ -51,10 +51,11 @@ class InferenceOptions:
 class SeparationModel(nn.Module, abc.ABC):
     """Base of every sepkit model.
 
-    Subclasses set ``sample_rate``, ``targets`` and ``nb_channels`` in their constructor
-    and list in ``outputs`` the names their ``forward`` returns. The constructor's
-    arguments are recorded when the model is built, so ``model.config`` (with its
-    ``_target_``) rebuilds the same architecture; a checkpoint stores it with the weights.
+    Subclasses pass their ``targets``, ``sample_rate`` (Hz) and ``nb_channels`` (audio
+    channels in and out) to this constructor and list in ``outputs`` the names their
+    ``forward`` returns. The constructor's arguments are recorded when the model is built,
+    so ``model.config`` (with its ``_target_``) rebuilds the same architecture; a checkpoint
+    stores it with the weights.
     """
 
     outputs: ClassVar[tuple[str, ...]] = ("waveforms",)
@@ -69,6 +70,12 @@ class SeparationModel(nn.Module, abc.ABC):
     sample_rate: int
     targets: list[str]
     nb_channels: int
+
+    def __init__(self, targets: list[str], sample_rate: int, nb_channels: int) -> None:
+        super().__init__()
+        self.targets = list(targets)
+        self.sample_rate = sample_rate
+        self.nb_channels = nb_channels
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -149,15 +156,23 @@ class SpectrogramModel(SeparationModel):
     """A model that works on the mixture's STFT and estimates source magnitudes.
 
     Subclasses implement ``estimate(mixture_spectrogram) -> dict`` returning at least
-    ``magnitudes`` (batch, sources, channels, freq, frames). Separation turns the
-    magnitudes into complex spectrograms with the multichannel Wiener filter (or the
-    mixture's phase when ``niter`` is 0) and inverts the STFT.
+    ``magnitudes`` (batch, sources, channels, freq, frames), freq being ``self.stft.nb_bins``.
+    Separation turns the magnitudes into complex spectrograms with the multichannel Wiener
+    filter (or the mixture's phase when ``niter`` is 0) and inverts the STFT.
     """
 
     outputs = ("magnitudes", "mixture_spectrogram")
 
-    def __init__(self, n_fft: int, hop_length: int, window: str = "hann") -> None:
-        super().__init__()
+    def __init__(
+        self,
+        targets: list[str],
+        sample_rate: int,
+        nb_channels: int,
+        n_fft: int,
+        hop_length: int,
+        window: str = "hann",
+    ) -> None:
+        super().__init__(targets, sample_rate, nb_channels)
         self.stft = STFT(n_fft, hop_length, window=window, center=True)
         self.istft = ISTFT(n_fft, hop_length, window=window, center=True)
 

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from sepkit.blocks.embedding import BinEmbedding
+from sepkit.blocks.embedding import BinEmbedding, flatten_bins
+from sepkit.blocks.masks import MaskHead
 from sepkit.blocks.trunk import RecurrentTrunk
 from sepkit.models.base import SpectrogramModel
-from sepkit.models.deep_clustering import flatten_bins
-from sepkit.models.mask_inference import MaskHead
 
 
 class Chimera(SpectrogramModel):
-    """Mask inference and deep clustering on one trunk.
+    """The trunk of ``MaskInference`` with its mask head and the embedding head of
+    ``DeepClustering``.
 
-    Arguments are those of ``MaskInference`` and ``DeepClustering`` (defaults: 8 kHz, 32/8
-    ms sqrt-Hann, 4 x 600 BLSTM, dropout 0.3, sigmoid masks, 20-dimensional sigmoid
-    embeddings). ``forward`` returns ``masks`` and ``magnitudes`` (batch, sources,
-    channels, freq, frames), ``embeddings`` (batch, channels * freq * frames, dim) and the
-    ``mixture_spectrogram``; separation masks the mixture with the mask head.
+    Arguments are theirs (defaults: 8 kHz, 32/8 ms sqrt-Hann, 4 x 600 BLSTM, dropout 0.3,
+    sigmoid masks, 20-dimensional sigmoid embeddings). ``forward`` returns ``masks`` and
+    ``magnitudes`` (batch, sources, channels, freq, frames), ``embeddings`` (batch,
+    channels * freq * frames, dim) and the ``mixture_spectrogram``; separation masks the
+    mixture with the mask head.
     """
 
     outputs = ("magnitudes", "masks", "embeddings", "mixture_spectrogram")
@@ -46,11 +46,8 @@ class Chimera(SpectrogramModel):
         embedding_dim: int = 20,
         embedding_activation: str = "sigmoid",
     ) -> None:
-        super().__init__(n_fft=n_fft, hop_length=hop_length, window=window)
-        self.sample_rate = sample_rate
-        self.targets = list(targets)
-        self.nb_channels = nb_channels
-        nb_bins = n_fft // 2 + 1
+        super().__init__(targets, sample_rate, nb_channels, n_fft, hop_length, window)
+        nb_bins = self.stft.nb_bins
         self.trunk = RecurrentTrunk(
             nb_channels, nb_bins, hidden_size, nb_layers, bidirectional, dropout, log_kind
         )
@@ -62,13 +59,12 @@ class Chimera(SpectrogramModel):
         )
 
     def estimate(self, mixture_spectrogram: Tensor) -> dict[str, Tensor]:
-        batch, channels, bins, frames = mixture_spectrogram.shape
-        magnitude = mixture_spectrogram.abs()
+        magnitude = mixture_spectrogram.abs()  # (batch, channels, bins, frames)
         features = self.trunk(magnitude)  # (batch, frames, features)
         masks = self.mask_head(features)  # (batch, sources, channels, bins, frames)
-        embeddings = self.embedding(features).reshape(batch, frames, channels, bins, -1)
+        embeddings = self.embedding(features)  # (batch, frames, channels * bins, dim)
         return {
             "masks": masks,
             "magnitudes": masks * magnitude.unsqueeze(1),
-            "embeddings": flatten_bins(embeddings),
+            "embeddings": flatten_bins(embeddings, self.nb_channels),
         }

@@ -56,15 +56,12 @@ class ConvTasNet(SeparationModel):
         mask: str = "sigmoid",
         encoder_activation: str = "relu",
     ) -> None:
-        super().__init__()
+        super().__init__(targets, sample_rate, nb_channels)
         if kernel_size < 2 or kernel_size % 2:
             raise ValueError(
                 f"kernel_size={kernel_size}: the encoder hops by half a frame, so use an even "
                 "kernel_size"
             )
-        self.targets = list(targets)
-        self.sample_rate = sample_rate
-        self.nb_channels = nb_channels
         self.layers = layers
         self.causal = causal
         stride = kernel_size // 2

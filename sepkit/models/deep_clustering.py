@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sepkit.blocks.embedding import BinEmbedding
+from sepkit.blocks.embedding import BinEmbedding, flatten_bins
 from sepkit.blocks.kmeans import cluster_memberships, kmeans
 from sepkit.blocks.trunk import RecurrentTrunk
 from sepkit.models.base import InferenceOptions, SpectrogramModel
@@ -77,13 +77,6 @@ class ClusteringMasks(torch.nn.Module):
         )
 
 
-def flatten_bins(embeddings: Tensor) -> Tensor:
-    """(batch, frames, channels, bins, dim) -> (batch, channels * bins * frames, dim), bins
-    in the order of a (channels, bins, frames) spectrogram flattened."""
-    batch, _, _, _, dim = embeddings.shape
-    return embeddings.permute(0, 2, 3, 1, 4).reshape(batch, -1, dim)
-
-
 class DeepClustering(SpectrogramModel):
     """BLSTM embeddings of time-frequency bins, separated by k-means.
 
@@ -120,11 +113,8 @@ class DeepClustering(SpectrogramModel):
         kmeans_init: str = "kmeans++",
         kmeans_seed: int = 0,
     ) -> None:
-        super().__init__(n_fft=n_fft, hop_length=hop_length, window=window)
-        self.sample_rate = sample_rate
-        self.targets = list(targets)
-        self.nb_channels = nb_channels
-        nb_bins = n_fft // 2 + 1
+        super().__init__(targets, sample_rate, nb_channels, n_fft, hop_length, window)
+        nb_bins = self.stft.nb_bins
         self.trunk = RecurrentTrunk(
             nb_channels, nb_bins, hidden_size, nb_layers, bidirectional, dropout, log_kind
         )
@@ -143,11 +133,9 @@ class DeepClustering(SpectrogramModel):
 
     def estimate(self, mixture_spectrogram: Tensor) -> dict[str, Tensor]:
         """The embeddings only: masks come from clustering at separation time."""
-        batch, channels, bins, frames = mixture_spectrogram.shape
         features = self.trunk(mixture_spectrogram.abs())  # (batch, frames, features)
         embeddings = self.embedding(features)  # (batch, frames, channels * bins, dim)
-        embeddings = embeddings.reshape(batch, frames, channels, bins, -1)
-        return {"embeddings": flatten_bins(embeddings)}
+        return {"embeddings": flatten_bins(embeddings, self.nb_channels)}
 
     def separation_magnitudes(
         self, mixture_spectrogram: Tensor, options: InferenceOptions

@@ -59,10 +59,7 @@ class Demucs(SeparationModel):
         rescale: float = 0.1,
         normalize: bool = False,
     ) -> None:
-        super().__init__()
-        self.targets = list(targets)
-        self.sample_rate = sample_rate
-        self.nb_channels = nb_channels
+        super().__init__(targets, sample_rate, nb_channels)
         self.depth = depth
         self.kernel_size = kernel_size
         self.stride = stride

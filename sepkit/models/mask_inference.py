@@ -9,30 +9,11 @@ speakers have no fixed order.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from sepkit.blocks.masks import Mask
+from sepkit.blocks.masks import MaskHead
 from sepkit.blocks.trunk import RecurrentTrunk
 from sepkit.models.base import SpectrogramModel
-
-
-class MaskHead(nn.Module):
-    """Per-frame features (batch, frames, features) to masks (batch, sources, channels,
-    bins, frames): a fully connected layer and a mask nonlinearity (``sigmoid``: each mask
-    in (0, 1); ``softmax``: masks summing to one over the sources)."""
-
-    def __init__(
-        self, input_size: int, nb_sources: int, nb_channels: int, nb_bins: int, mask: str
-    ) -> None:
-        super().__init__()
-        self.shape = (nb_sources, nb_channels, nb_bins)
-        self.linear = nn.Linear(input_size, nb_sources * nb_channels * nb_bins)
-        self.mask = Mask(mask, source_dim=1)
-
-    def forward(self, features: Tensor) -> Tensor:
-        batch, frames, _ = features.shape
-        x = self.linear(features).reshape(batch, frames, *self.shape)
-        return self.mask(x.permute(0, 2, 3, 4, 1))
 
 
 class MaskInference(SpectrogramModel):
@@ -64,11 +45,8 @@ class MaskInference(SpectrogramModel):
         log_kind: str = "db",
         mask: str = "sigmoid",
     ) -> None:
-        super().__init__(n_fft=n_fft, hop_length=hop_length, window=window)
-        self.sample_rate = sample_rate
-        self.targets = list(targets)
-        self.nb_channels = nb_channels
-        nb_bins = n_fft // 2 + 1
+        super().__init__(targets, sample_rate, nb_channels, n_fft, hop_length, window)
+        nb_bins = self.stft.nb_bins
         self.trunk = RecurrentTrunk(
             nb_channels, nb_bins, hidden_size, nb_layers, bidirectional, dropout, log_kind
         )

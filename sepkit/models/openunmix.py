@@ -128,16 +128,12 @@ class OpenUnmixSeparator(SpectrogramModel):
         unidirectional: bool = False,
         bandwidth: float | None = 16000.0,
     ) -> None:
-        super().__init__(n_fft=n_fft, hop_length=hop_length)
-        self.sample_rate = sample_rate
-        self.targets = list(targets)
-        self.nb_channels = nb_channels
-        nb_bins = n_fft // 2 + 1
+        super().__init__(targets, sample_rate, nb_channels, n_fft, hop_length)
         max_bin = bandwidth_to_max_bin(sample_rate, n_fft, bandwidth) if bandwidth else None
         self.target_models = nn.ModuleDict(
             {
                 target: OpenUnmix(
-                    nb_bins=nb_bins,
+                    nb_bins=self.stft.nb_bins,
                     nb_channels=nb_channels,
                     hidden_size=hidden_size,
                     nb_layers=nb_layers,

@@ -45,10 +45,7 @@ class TasNet(SeparationModel):
         dropout: float = 0.0,
         mask: str = "softmax",
     ) -> None:
-        super().__init__()
-        self.targets = list(targets)
-        self.sample_rate = sample_rate
-        self.nb_channels = nb_channels
+        super().__init__(targets, sample_rate, nb_channels)
         self.filters = filters
         self.kernel_size = kernel_size
         self.stride = stride or kernel_size

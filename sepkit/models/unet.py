@@ -160,10 +160,7 @@ class UNetSeparator(SpectrogramModel):
         multi_stem: bool = False,
         separation_exponent: float = 2.0,
     ) -> None:
-        super().__init__(n_fft=n_fft, hop_length=hop_length)
-        self.sample_rate = sample_rate
-        self.targets = list(targets)
-        self.nb_channels = nb_channels
+        super().__init__(targets, sample_rate, nb_channels, n_fft, hop_length)
         channels = list(channels or SPLEETER_CHANNELS)
         multiple = 2 ** len(channels)
         for name, value in (("max_bin", max_bin), ("patch_frames", patch_frames)):

@@ -53,7 +53,7 @@ class WaveUNet(SeparationModel):
         output: str = "difference",
         output_activation: str = "tanh",
     ) -> None:
-        super().__init__()
+        super().__init__(targets, sample_rate, nb_channels)
         if output not in OUTPUTS:
             raise ValueError(f"output={output!r}: use one of {list(OUTPUTS)}")
         if output_activation not in OUTPUT_ACTIVATIONS:
@@ -66,9 +66,6 @@ class WaveUNet(SeparationModel):
         }.items():
             if size % 2 == 0:
                 raise ValueError(f"{name}={size}: use an odd size so outputs stay centred")
-        self.targets = list(targets)
-        self.sample_rate = sample_rate
-        self.nb_channels = nb_channels
         self.levels = levels
         self.down_kernel_size = down_kernel_size
         self.up_kernel_size = up_kernel_size
