@@ -144,10 +144,11 @@ def run_speed_child(implementation: str, clip: Path, output: Path, repeats: int)
 
 def run_file_child(song: Path, out_dir: Path) -> None:
     """``sepkit separate <song> pretrained=umxhq`` in this process; its time and peak."""
-    from sepkit.separate import main
+    from sepkit.cli import main
 
     wall = time.perf_counter()
-    main([str(song), "pretrained=umxhq", f"out_dir={out_dir}", "threads=2", "progress=false"])
+    main(["separate", str(song), "pretrained=umxhq", f"out_dir={out_dir}", "threads=2",
+          "progress=false"])  # fmt: skip
     wall = time.perf_counter() - wall
     print(f"wall={wall} peak_rss_mib={resident_kib('VmHWM') / 1024}")
 

@@ -1,8 +1,11 @@
-"""``sepkit train | separate | eval [overrides]``: a thin layer over Hydra.
+"""``sepkit train | separate | eval [overrides]``: the three commands' command lines.
 
-``train`` and ``eval`` are Hydra applications (multirun ``-m``, ``--cfg job``,
-``--help``, shell completion); ``separate`` composes ``separate.yaml`` with the same
-override syntax and takes audio files and folders as plain arguments.
+Each is a thin layer over its package (``sepkit.train``, ``sepkit.separate``,
+``sepkit.evaluate``): ``train`` and ``eval`` are Hydra applications (multirun ``-m``,
+``--cfg job``, ``--help``, shell completion); ``separate`` composes ``separate.yaml`` with
+the same override syntax and takes audio files and folders as plain arguments. A problem
+the user can fix is one line ``error: ...`` and exit status 2. The packages are imported
+when a command runs, so ``sepkit --help`` and shell completion start without torch.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import datetime
 import errno
 import functools
-import gc
 import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from sepkit import __version__
 
 USAGE = """\
 usage: sepkit <command> [key=value ...]
@@ -193,12 +198,17 @@ def _report_user_errors(task: Callable[[], object], clean_up: Callable[[], None]
     return None
 
 
-def _describe_os_error(error: OSError) -> str:
+def _describe_os_error(error: OSError, fix: str, errors: tuple[int, ...]) -> str:
+    """An OSError as ``<file>: <reason>``, with ``fix`` when its errno is one of ``errors``
+    (what the user can change: permissions, a full disk)."""
     where = f"{error.filename}: " if error.filename else ""
     message = f"{where}{error.strerror or error}"
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        message += " (check the folder's permissions, or write elsewhere with hydra.run.dir=...)"
+    if error.errno in errors:
+        message += f" ({fix})"
     return message
+
+
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _one_line(message: str) -> str:
@@ -210,27 +220,10 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-def _mode_of_overrides(hydra: object, config_name: str | None, overrides: list[str]) -> object:
-    """Hydra.get_mode without composing the whole config first (a quarter of a second).
-
-    Hydra composes the config once only to read ``hydra.mode``, then again to run. sepkit's
-    configs never set it, so it can only come from the command line; when it is not there
-    (None) Hydra runs one job, or a sweep with ``-m``, as it would after composing.
-    """
-    from hydra.types import RunMode
-
-    for override in reversed(overrides):
-        key, _, value = override.partition("=")
-        if key.lstrip("+~") == "hydra.mode":
-            return RunMode.__members__.get(value.strip().upper())
-    return None
-
-
 def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], program: str) -> None:
     """Run ``task`` as a Hydra application, with Hydra's errors (a bad override, a run
     directory that cannot be made) as one line and exit status 2."""
     import hydra
-    from hydra._internal.hydra import Hydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -242,25 +235,21 @@ def _hydra_app(config_name: str, task: Callable, arguments: Sequence[str], progr
     application = hydra.main(
         config_path=str(config_dir()), config_name=config_name, version_base="1.3"
     )(task)
-    # hydra-core is pinned to 1.3, whose Hydra.get_mode this replaces while the app runs
-    probe, Hydra.get_mode = Hydra.get_mode, _mode_of_overrides
+    if os.environ.get("HYDRA_FULL_ERROR"):  # the user asked for Hydra's own report
+        application()
+        return
+    # Hydra reports an exception over several lines and exits with status 1; this makes it
+    # pass the exception on instead, so that it is reported here in one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        if os.environ.get("HYDRA_FULL_ERROR"):  # the user asked for Hydra's own report
-            application()
-            return
-        # Hydra reports an exception over several lines and exits with status 1; this makes
-        # it pass the exception on instead, so that it is reported here in one line.
-        os.environ["HYDRA_FULL_ERROR"] = "1"
-        try:
-            application()
-        except (HydraException, OmegaConfBaseException) as error:
-            _fail(describe_config_error(error))
-        except OSError as error:  # the run directory cannot be made: read-only, disk full
-            _fail(_describe_os_error(error))
-        finally:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
+        application()
+    except (HydraException, OmegaConfBaseException) as error:
+        _fail(describe_config_error(error))
+    except OSError as error:  # the run directory cannot be made: read-only, disk full
+        fix = "check the folder's permissions, or write elsewhere with hydra.run.dir=..."
+        _fail(_describe_os_error(error, fix, NOT_WRITABLE))
     finally:
-        Hydra.get_mode = probe
+        os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 def train_task(cfg) -> None:  # noqa: ANN001  (Hydra passes a DictConfig)
@@ -290,6 +279,144 @@ def eval_task(cfg) -> None:  # noqa: ANN001
     _report_user_errors(lambda: run_evaluation(cfg, run_dir), clean_up)
 
 
+# -- sepkit separate ----------------------------------------------------------------------
+
+SEPARATE_USAGE = """\
+usage: sepkit separate FILE|FOLDER ... [key=value ...]
+
+Writes <out_dir>/<name>/<track>/<stem>.<format> for every audio file given or found in
+the folders given, at the input's sample rate, length and channel count.
+
+  sepkit separate song.mp3                          umxhq: separated/umxhq/song/<stem>.wav
+  sepkit separate a.wav b.flac pretrained=umxl      another published model
+  sepkit separate musdb18/test checkpoint=runs/2026-01-01/12-00-00 format=flac
+  sepkit separate song.wav two_stems=vocals         vocals.wav and no_vocals.wav
+
+keys (configs/separate.yaml): checkpoint, pretrained, name, out_dir, targets, two_stems,
+residual, niter, softmask, wiener_win_len, segment, overlap, shifts, seed, device, amp,
+threads, progress, format, subtype, clip, overwrite
+"""
+# what the user can change when stems cannot be written: permissions, a full disk
+STEMS_NOT_WRITTEN = (*NOT_WRITABLE, errno.ENOSPC, errno.EDQUOT)
+
+
+def _split_arguments(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Inputs (no ``=``, or an existing path) and Hydra overrides (``key=value``)."""
+    inputs, overrides = [], []
+    for argument in arguments:
+        if "=" in argument and not Path(argument).expanduser().exists():
+            overrides.append(argument)
+        else:
+            inputs.append(argument)
+    return inputs, overrides
+
+
+def _compose_separate_config(overrides: Sequence[str]) -> Any:
+    """configs/separate.yaml with ``overrides``, checked against ``SeparateConfig``; a bad
+    override is one error line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sepkit.config import COMMAND_GROUPS, config_dir, describe_config_error, register_schemas
+
+    register_schemas(COMMAND_GROUPS["separate"])
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            return compose("separate", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as error:
+        _fail(describe_config_error(error))
+
+
+def separate_command(arguments: Sequence[str]) -> None:
+    """``sepkit separate FILE|FOLDER ... [key=value ...]``: every input separated, a bad
+    one reported on its own line without stopping the others; exit status 2 if any failed."""
+    import torch
+
+    from sepkit.errors import SepkitError
+    from sepkit.separate import (
+        check_output_settings,
+        find_inputs,
+        model_name,
+        separator_from_config,
+    )
+
+    if not arguments or any(a in ("-h", "--help") for a in arguments):
+        print(SEPARATE_USAGE, end="")
+        return
+    inputs, overrides = _split_arguments(arguments)
+    cfg = _compose_separate_config(overrides)
+    if not inputs:
+        _fail("no input: sepkit separate FILE|FOLDER ... [key=value ...]")
+    found = find_inputs(inputs, skip=Path(cfg.out_dir).expanduser())
+    if all(error is not None for _, _, error in found):
+        for _, _, error in found:
+            print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        check_output_settings(cfg.format.name, cfg.subtype.name, cfg.clip.name)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        separator = separator_from_config(
+            cfg,
+            targets=list(cfg.targets) if cfg.targets is not None else None,
+            two_stems=cfg.two_stems,
+            residual=cfg.residual,
+        )
+    except SepkitError as error:
+        _fail(str(error))
+    out_dir = Path(cfg.out_dir).expanduser() / model_name(cfg)
+    failed = False
+    for file, track, error in found:
+        if error is not None:
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+        elif not _separate_track(separator, cfg, file, out_dir, track):
+            failed = True
+    if failed:
+        raise SystemExit(2)
+
+
+def _separate_track(separator: Any, cfg: Any, file: Path, out_dir: Path, track: str) -> bool:
+    """``file``'s stems into ``<out_dir>/<track>/``; False when it failed (its error is
+    printed), True when written or skipped because its stems exist."""
+    import soundfile
+
+    from sepkit.errors import SepkitError
+    from sepkit.separate import StemsExist
+
+    try:
+        written = separator.separate_file(
+            file,
+            out_dir,
+            track=track,
+            format=cfg.format.name,
+            subtype=cfg.subtype.name,
+            clip=cfg.clip.name,
+            overwrite=cfg.overwrite,
+            progress=cfg.progress,
+        )
+    except StemsExist as skipped:
+        print(f"{file}: {skipped}", file=sys.stderr)
+        return True
+    except SepkitError as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return False
+    except (OSError, soundfile.LibsndfileError) as failure:  # disk full, no permission
+        message = str(failure)
+        if isinstance(failure, OSError) and failure.filename:
+            fix = "write the stems elsewhere with out_dir=<folder>"
+            message = _describe_os_error(failure, fix, STEMS_NOT_WRITTEN)
+        print(f"error: {file}: {message}", file=sys.stderr)
+        return False
+    folder = next(iter(written.values())).parent
+    print(f"{file} -> {folder}/ ({', '.join(p.name for p in written.values())})")
+    return True
+
+
+# -- the dispatcher --------------------------------------------------------------------------
+
+
 def _adjust_completion_line(command: str) -> None:
     """Hydra's completion strips the program name from COMP_LINE; drop the command word
     too so ``sepkit train model=<TAB>`` completes like ``app.py model=<TAB>``."""
@@ -304,25 +431,9 @@ def _adjust_completion_line(command: str) -> None:
             os.environ["COMP_POINT"] = str(max(point, 0))
 
 
-def _more_than_one_worker(argument: str) -> bool:
-    """``workers=N`` with N > 1 on the command line of ``sepkit eval``."""
-    key, _, value = argument.partition("=")
-    return key.lstrip("+") == "workers" and value.isdigit() and int(value) > 1
-
-
 def run() -> None:
-    """The ``sepkit`` program (console script, ``python -m sepkit``): main, then exit fast.
-
-    Once the command is done its garbage is collected (finalizers run as usual) and every
-    object left is frozen, which spares the interpreter's collections at exit: they walk
-    every object of the libraries loaded (matplotlib, scipy, Hydra), ~0.25 s of every
-    ``sepkit eval``. Not in main, which tests call again and again in one process.
-    """
-    try:
-        main()
-    finally:
-        gc.collect()
-        gc.freeze()
+    """The ``sepkit`` program (console script, ``python -m sepkit``)."""
+    main()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -331,9 +442,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(USAGE, end="")
         return
     if arguments[0] == "--version":
-        import sepkit
-
-        print(f"sepkit {sepkit.__version__}")
+        print(f"sepkit {__version__}")
         return
     command, rest = arguments[0], arguments[1:]
     global _resumed_run
@@ -345,15 +454,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif command == "eval":
         if any(a in ("-sc", "--shell-completion") for a in rest):
             _adjust_completion_line(command)
-        if any(_more_than_one_worker(argument) for argument in rest):
-            from sepkit.scoring_server import start_scoring_server
-
-            start_scoring_server()  # its imports overlap Hydra's composition
         _hydra_app("eval", eval_task, rest, "sepkit-eval")
     elif command == "separate":
-        from sepkit.separate import main as separate_main
-
-        separate_main(rest)
+        separate_command(rest)
     elif command == "completion":
         if rest != ["bash"]:
             _fail("usage: sepkit completion bash")

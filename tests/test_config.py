@@ -111,22 +111,3 @@ def test_tab_completion_offers_the_options_of_a_group():
     finally:
         del os.environ["COMP_LINE"], os.environ["COMP_POINT"]
     assert "model=openunmix" in result.stdout.split()
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [[], ["hydra.mode=MULTIRUN"], ["model=unet", "hydra.mode=RUN"], ["experiment=umx_toy_demo"]],
-)
-def test_run_mode_is_hydras_without_composing_twice(overrides):
-    # sepkit reads Hydra's run mode from the command line instead of composing the whole
-    # config a first time for it: the same answer as Hydra's own
-    from hydra.core.global_hydra import GlobalHydra
-
-    from sepkit.cli import _mode_of_overrides, _register_resolvers
-
-    register_schemas()
-    _register_resolvers()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        hydra = GlobalHydra.instance().hydra
-        expected = hydra.get_mode("train", list(overrides))
-        assert _mode_of_overrides(hydra, "train", list(overrides)) == expected

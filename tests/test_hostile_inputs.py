@@ -35,7 +35,7 @@ from sepkit.checkpoint import load_checkpoint
 from sepkit.cli import main as sepkit_main
 from sepkit.models.convtasnet import ConvTasNet
 from tests.conftest import REPOSITORY, TINY_MODEL, TINY_TRAINER, TINY_TRAINING
-from tests.test_separate import MUSIC_TARGETS, RATE, save_run, song, tiny_model
+from tests.helpers import MUSIC_TARGETS, RATE, save_run, song, tiny_model
 
 # One step of one epoch: the trained run only has to exist.
 ONE_STEP = ["trainer.epochs=1", "trainer.steps_per_epoch=1"]

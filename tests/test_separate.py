@@ -1,7 +1,7 @@
 """``sepkit separate`` and ``sepkit.Separator``: files in, stems out, for any input a user has.
 
 Models are small real sepkit models saved as ``sepkit train`` saves them; audio is generated.
-Most command-line tests call ``sepkit.separate.main`` in this process (the same code the
+Most command-line tests call ``sepkit.cli.main`` in this process (the same code the
 ``sepkit`` command runs, without starting an interpreter each time); one batch runs the
 real command.
 """
@@ -16,41 +16,10 @@ import soundfile
 import torch
 
 from sepkit import Separator
-from sepkit.checkpoint import save_checkpoint
-from sepkit.models.openunmix import OpenUnmixSeparator
-from sepkit.separate import SegmentedSeparation, fade_weights, main
+from sepkit.cli import main
+from sepkit.separate import SegmentedSeparation, fade_weights, model_name
 from tests.conftest import run_sepkit
-
-RATE = 44100
-MUSIC_TARGETS = ["vocals", "drums", "bass", "other"]
-
-
-def tiny_model(targets=MUSIC_TARGETS, sample_rate=RATE, nb_channels=2, seed=0):
-    torch.manual_seed(seed)
-    model = OpenUnmixSeparator(
-        targets=list(targets), sample_rate=sample_rate, nb_channels=nb_channels, n_fft=512,
-        hop_length=128, hidden_size=16, nb_layers=1, bandwidth=None,
-    )  # fmt: skip
-    return model.eval()
-
-
-def save_run(run_dir: Path, model) -> Path:
-    """A run directory as ``sepkit train`` leaves it (the parts separation reads)."""
-    save_checkpoint(
-        run_dir / "checkpoints" / "best.pt",
-        {"model": {"config": model.config, "state_dict": model.state_dict()}},
-    )
-    return run_dir
-
-
-def song(seconds: float, channels: int = 2, rate: int = RATE, seed: int = 0) -> np.ndarray:
-    """(time, channels) float32: tones and noise bursts, peak about 0.5."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * rate))) / rate
-    tones = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 1250 * t)
-    bursts = 0.2 * np.exp(-(t % 0.5) / 0.05) * rng.standard_normal(t.shape)
-    pans = rng.uniform(0.5, 1.0, size=(2, channels))
-    return (tones[:, None] * pans[0] + bursts[:, None] * pans[1]).astype(np.float32)
+from tests.helpers import MUSIC_TARGETS, RATE, save_run, song, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +39,7 @@ def one_thread():
 def separate(*arguments: str) -> int:
     """``sepkit separate ...`` in this process; its exit status."""
     try:
-        main([*arguments, "progress=false"])
+        main(["separate", *arguments, "progress=false"])
     except SystemExit as exit:
         return int(exit.code or 0)
     return 0
@@ -412,8 +381,6 @@ def test_help_lists_the_keys(capsys):
 
 def test_stems_folder_is_named_after_the_model_or_its_run(tmp_path: Path):
     from omegaconf import OmegaConf
-
-    from sepkit.separate import model_name
 
     run = save_run(tmp_path / "runs" / "2026-11-22" / "10-00-00", tiny_model())
     named = save_run(tmp_path / "runs" / "vocals-big", tiny_model())
