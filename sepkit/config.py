@@ -43,7 +43,7 @@ def config_dir() -> Path:
 class TrainerConfig:
     """How training runs (``trainer.*``)."""
 
-    epochs: int = 100
+    epochs: int = 1000  # at most; early stopping (patience) usually ends a run first
     batch_size: int = 16
     steps_per_epoch: int | None = None  # null: a whole pass over the training set
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
@@ -208,6 +208,18 @@ def _annotation_from_default(annotation: Any, default: Any) -> Any:
     return Any
 
 
+def _settings_schema(settings: Any) -> type:
+    """A schema for a parameter whose default is a dataclass of settings (a dataset's
+    ``augmentation``): one typed field per field of its class, defaulting to ``settings``'
+    values, so the config takes it as a nested node (``dataset.augmentation.shift=1.0``)."""
+    hints = typing.get_type_hints(type(settings))
+    fields = [
+        (item.name, hints[item.name], field(default=getattr(settings, item.name)))
+        for item in dataclasses.fields(settings)
+    ]
+    return dataclasses.make_dataclass(type(settings).__name__ + "Schema", fields)
+
+
 def schema_from_signature(target: str) -> type:
     """A dataclass with ``_target_``, ``_partial_`` and one typed field per constructor
     argument of ``target`` (a dotted path to a class or function)."""
@@ -230,7 +242,10 @@ def schema_from_signature(target: str) -> type:
         annotation = hints.get(name, Any)
         if not _annotation_is_supported(annotation):
             annotation = _annotation_from_default(annotation, default)
-        if default is parameter.empty:
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
+            nested = _settings_schema(default)
+            fields.append((name, nested, field(default_factory=nested)))
+        elif default is parameter.empty:
             fields.append((name, annotation, field(default=MISSING)))
         elif isinstance(default, list | tuple):
             fields.append((name, annotation, field(default_factory=lambda d=default: list(d))))

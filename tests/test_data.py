@@ -8,13 +8,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from sepkit.data import FolderData, MUSDBData, read_track
-from sepkit.data.augment import RandomChannelSwap, RandomGain, choose_excerpts
+from sepkit.data.augment import Augmentation, RandomChannelSwap, RandomGain, choose_excerpts
 from sepkit.data.base import held_out_split
 from sepkit.errors import SepkitError
 
 RATE = 44100
 STEMS = ["vocals", "drums", "bass", "other"]
-NO_AUGMENTATION = {"gain_min": 1.0, "gain_max": 1.0, "channel_swap_probability": 0.0}
+ONE_EXCERPT = Augmentation(mix_tracks=False)  # no gains, no swaps, one excerpt per item
 
 
 def write_track(folder, seconds=1.0, rate=RATE, channels=2, seed=0, extension="wav", mixture=True):
@@ -151,7 +151,7 @@ def find_offset(excerpt: np.ndarray, whole: np.ndarray) -> int:
 
 
 def test_without_track_mixing_an_item_is_one_excerpt_of_its_track(musdb_root, tmp_path):
-    data = musdb_data(musdb_root, tmp_path, mix_tracks=False, **NO_AUGMENTATION)
+    data = musdb_data(musdb_root, tmp_path, augmentation=ONE_EXCERPT)
     training = data.training_set()
     for index in [0, 5, 7]:
         mixture, sources = training[3, index]
@@ -166,7 +166,7 @@ def test_without_track_mixing_an_item_is_one_excerpt_of_its_track(musdb_root, tm
 
 
 def test_with_track_mixing_sources_come_from_different_tracks_and_offsets(musdb_root, tmp_path):
-    data = musdb_data(musdb_root, tmp_path, mix_tracks=True, **NO_AUGMENTATION)
+    data = musdb_data(musdb_root, tmp_path, augmentation=Augmentation(mix_tracks=True))
     wholes = [read_track(track, nb_channels=2)[1] for track in data.train_tracks()]
     origins = set()
     for index in range(8):
@@ -183,14 +183,11 @@ def test_with_track_mixing_sources_come_from_different_tracks_and_offsets(musdb_
 
 
 def test_gain_range_is_applied_to_every_source(musdb_root, tmp_path):
-    plain = musdb_data(musdb_root, tmp_path, mix_tracks=False, **NO_AUGMENTATION)
+    plain = musdb_data(musdb_root, tmp_path, augmentation=ONE_EXCERPT)
     halved = musdb_data(
         musdb_root,
         tmp_path,
-        mix_tracks=False,
-        gain_min=0.5,
-        gain_max=0.5,
-        channel_swap_probability=0.0,
+        augmentation={"gain_min": 0.5, "gain_max": 0.5},  # as a config gives it
     )
     plain_sources = plain.training_set()[1, 2][1]
     halved_mixture, halved_sources = halved.training_set()[1, 2]
@@ -379,7 +376,11 @@ def test_bad_options_are_refused(musdb_root, tmp_path):
     one_line_error("karaoke", lambda: musdb_data(musdb_root, tmp_path, targets=["karaoke"]))
     one_line_error("segment", lambda: musdb_data(musdb_root, tmp_path, segment=0.0))
     one_line_error("valid_fraction", lambda: musdb_data(musdb_root, tmp_path, valid_fraction=1))
-    one_line_error("gain_min", lambda: musdb_data(musdb_root, tmp_path, gain_min=-1.0))
+    bad_gain = {"gain_min": -1.0, "gain_max": 1.25}
+    one_line_error("gain_min", lambda: musdb_data(musdb_root, tmp_path, augmentation=bad_gain))
+    one_line_error(
+        "unknown keys", lambda: musdb_data(musdb_root, tmp_path, augmentation={"gain": 1})
+    )
 
 
 def test_preview_download_failure_is_one_line(tmp_path, monkeypatch):
@@ -409,9 +410,8 @@ def test_folder_dataset_with_flac_stems_no_mixture_and_a_target_subset(tmp_path)
         targets=["vocals"],
         segment=0.25,
         samples_per_track=2,
-        mix_tracks=False,
         cache_dir=str(tmp_path / "cache"),
-        **NO_AUGMENTATION,
+        augmentation=ONE_EXCERPT,
     )
     assert [track.name for track in data.valid_tracks()] == ["valid0"]
     track = data.train_tracks()[0]

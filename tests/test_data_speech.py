@@ -103,7 +103,9 @@ def test_toy_speech_dataset_reads_through_wsj0mix(tmp_path, monkeypatch):
 def test_speech_gains_remix_the_speakers(toy_speech_root, tmp_path):
     options = {"root": str(toy_speech_root), "cache_dir": str(tmp_path), "segment": 0.5}
     plain = WSJ0Mix(**options).training_set()[2, 0]
-    gained = WSJ0Mix(gain_min=0.5, gain_max=1.5, **options).training_set()[2, 0]
+    gained = WSJ0Mix(augmentation={"gain_min": 0.5, "gain_max": 1.5}, **options).training_set()[
+        2, 0
+    ]
     ratios = (gained[1].abs().sum(dim=(1, 2)) / plain[1].abs().sum(dim=(1, 2))).tolist()
     assert all(0.5 <= ratio <= 1.5 for ratio in ratios) and ratios[0] != pytest.approx(ratios[1])
     torch.testing.assert_close(gained[0], gained[1].sum(dim=0))

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from sepkit.data.augment import RandomShift, RandomSignFlip, RemixBatch, source_augmentations
+from sepkit.data.augment import Augmentation, RandomShift, RandomSignFlip, RemixBatch
 from sepkit.data.toy import ToyMUSDB
 from sepkit.errors import SepkitError
+
+# Demucs v2's training augmentation (configs/experiment/demucs_musdb.yaml)
+DEMUCS = Augmentation(
+    gain_min=0.25,
+    gain_max=1.25,
+    channel_swap_probability=0.5,
+    shift=1.0,
+    sign_flip_probability=0.5,
+    remix_group_size=4,
+)
 
 
 def test_random_shift_reads_each_source_from_its_own_offset():
@@ -34,8 +46,9 @@ def test_sign_flip_inverts_whole_sources():
 
 
 def test_shift_comes_first_and_nothing_is_added_when_disabled():
-    assert source_augmentations() == []
-    chain = source_augmentations(0.25, 1.25, 0.5, shift_frames=44100, sign_flip_probability=0.5)
+    assert Augmentation().source_pieces(44100) == []
+    chain = DEMUCS.source_pieces(44100)
+    assert chain[0].max_shift == 44100  # seconds at the dataset's rate
     assert [type(piece).__name__ for piece in chain] == [
         "RandomShift",
         "RandomGain",
@@ -94,10 +107,7 @@ def test_toy_dataset_with_demucs_augmentations_serves_segments(tmp_path):
         segment=0.5,
         samples_per_track=2,
         valid_fraction=0.5,
-        mix_tracks=False,
-        shift=0.25,
-        sign_flip_probability=0.5,
-        remix_group_size=4,
+        augmentation=dataclasses.replace(DEMUCS, shift=0.25),
     )
     mixture, sources = data.training_set()[0, 1]
     assert mixture.shape == (2, 22050) and sources.shape == (4, 2, 22050)

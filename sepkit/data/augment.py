@@ -18,7 +18,9 @@ source (``RandomGain`` over U(0.25, 1.25)) and a remix of sources across the ite
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -76,8 +78,8 @@ class RandomGain:
     def __init__(self, low: float = 0.25, high: float = 1.25):
         if not 0 <= low <= high:
             raise SepkitError(
-                f"gain range [{low}, {high}] is invalid: need 0 <= dataset.gain_min <= "
-                "dataset.gain_max"
+                f"gain range [{low}, {high}] is invalid: need 0 <= "
+                "dataset.augmentation.gain_min <= dataset.augmentation.gain_max"
             )
         self.low = low
         self.high = high
@@ -102,7 +104,8 @@ class RandomChannelSwap:
     def __init__(self, probability: float = 0.5):
         if not 0 <= probability <= 1:
             raise SepkitError(
-                f"dataset.channel_swap_probability={probability} is invalid: use a value in [0, 1]"
+                f"dataset.augmentation.channel_swap_probability={probability} is invalid: "
+                "use a value in [0, 1]"
             )
         self.probability = probability
 
@@ -131,7 +134,9 @@ class RandomShift:
 
     def __init__(self, max_shift: int):
         if max_shift < 0:
-            raise SepkitError(f"dataset.shift gives {max_shift} frames: use a value >= 0")
+            raise SepkitError(
+                f"dataset.augmentation.shift gives {max_shift} frames: use a value >= 0"
+            )
         self.max_shift = int(max_shift)
         self.extra_frames = self.max_shift
 
@@ -154,7 +159,8 @@ class RandomSignFlip:
     def __init__(self, probability: float = 0.5):
         if not 0 <= probability <= 1:
             raise SepkitError(
-                f"dataset.sign_flip_probability={probability} is invalid: use a value in [0, 1]"
+                f"dataset.augmentation.sign_flip_probability={probability} is invalid: "
+                "use a value in [0, 1]"
             )
         self.probability = probability
 
@@ -185,7 +191,9 @@ class RemixBatch:
 
     def __init__(self, group_size: int = 4):
         if group_size < 1:
-            raise SepkitError(f"dataset.remix_group_size={group_size}: use 1 or more (0 disables)")
+            raise SepkitError(
+                f"dataset.augmentation.remix_group_size={group_size}: use 1 or more (0 disables)"
+            )
         self.group_size = int(group_size)
 
     def __call__(
@@ -208,23 +216,70 @@ class RemixBatch:
         return f"RemixBatch(group_size={self.group_size})"
 
 
-def source_augmentations(
-    gain_min: float = 1.0,
-    gain_max: float = 1.0,
-    channel_swap_probability: float = 0.0,
-    shift_frames: int = 0,
-    sign_flip_probability: float = 0.0,
-) -> list[SourceAugmentation]:
-    """The augmentation chain a dataset's options ask for; a piece that would do nothing
-    (gain range [1, 1], probability 0, no shift) is left out. The shift comes first, so the
-    other pieces work on the segment only."""
-    pieces: list[SourceAugmentation] = []
-    if shift_frames > 0:
-        pieces.append(RandomShift(shift_frames))
-    if (gain_min, gain_max) != (1.0, 1.0):
-        pieces.append(RandomGain(gain_min, gain_max))
-    if channel_swap_probability > 0:
-        pieces.append(RandomChannelSwap(channel_swap_probability))
-    if sign_flip_probability > 0:
-        pieces.append(RandomSignFlip(sign_flip_probability))
-    return pieces
+@dataclass(frozen=True)
+class Augmentation:
+    """How a dataset augments its training items (the config's ``dataset.augmentation``).
+
+    Every field's default leaves items as they are; ``OPEN_UNMIX`` holds the music datasets'
+    defaults and the Demucs recipes set the rest (``configs/experiment/demucs_musdb.yaml``).
+
+    Args:
+        mix_tracks: each source from its own random track and offset (Open-Unmix's random
+            track mix); False keeps all sources of an item in one excerpt of one track.
+        gain_min, gain_max: range of the random linear gain per source (1, 1 disables).
+        channel_swap_probability: probability of swapping left/right per source (0 disables).
+        shift: seconds; each source starts at its own random offset up to this far into a
+            read that much longer (Demucs: 1; 0 disables).
+        sign_flip_probability: probability of inverting each source's polarity (Demucs: 0.5).
+        remix_group_size: remix sources across the items of each training batch, within
+            groups of this many items (Demucs: 4; 0 disables).
+    """
+
+    mix_tracks: bool = False
+    gain_min: float = 1.0
+    gain_max: float = 1.0
+    channel_swap_probability: float = 0.0
+    shift: float = 0.0
+    sign_flip_probability: float = 0.0
+    remix_group_size: int = 0
+
+    @classmethod
+    def of(cls, settings: Augmentation | Mapping[str, Any]) -> Augmentation:
+        """``settings`` as an Augmentation: a config's mapping of fields, or one already."""
+        if isinstance(settings, cls):
+            return settings
+        unknown = sorted(set(settings) - {field.name for field in fields(cls)})
+        if unknown:
+            raise SepkitError(
+                f"dataset.augmentation: unknown keys {unknown}; the keys are "
+                f"{[field.name for field in fields(cls)]}"
+            )
+        return cls(**settings)
+
+    def source_pieces(self, sample_rate: int) -> list[SourceAugmentation]:
+        """The chain applied to each item's sources; a piece that would do nothing (gain
+        range [1, 1], probability 0, no shift) is left out. The shift comes first, so the
+        other pieces work on the segment only."""
+        pieces: list[SourceAugmentation] = []
+        if self.shift != 0:
+            pieces.append(RandomShift(round(self.shift * sample_rate)))
+        if (self.gain_min, self.gain_max) != (1.0, 1.0):
+            pieces.append(RandomGain(self.gain_min, self.gain_max))
+        if self.channel_swap_probability != 0:
+            pieces.append(RandomChannelSwap(self.channel_swap_probability))
+        if self.sign_flip_probability != 0:
+            pieces.append(RandomSignFlip(self.sign_flip_probability))
+        return pieces
+
+    def batch_piece(self) -> RemixBatch | None:
+        """What the trainer applies to each training batch on the device (None: nothing)."""
+        return RemixBatch(self.remix_group_size) if self.remix_group_size else None
+
+
+#: No augmentation: the speech datasets' default.
+NO_AUGMENTATION = Augmentation()
+
+#: Open-Unmix's training augmentation, the music datasets' default.
+OPEN_UNMIX = Augmentation(
+    mix_tracks=True, gain_min=0.25, gain_max=1.25, channel_swap_probability=0.5
+)

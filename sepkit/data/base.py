@@ -2,7 +2,7 @@
 
 A dataset class (MUSDB18, a folder of stems, wsj0-2mix, ...) only finds its tracks: it
 subclasses ``SeparationData`` and implements ``_split_tracks(split)``, returning checked
-``Track`` records (see ``sepkit.data.tracks.checked_track``). Everything else (the held-out
+``Track`` records (``_track``, see ``sepkit.data.tracks``). Everything else (the held-out
 validation fallback, how segments are drawn, augmented and read) is here, once.
 
 Items are ``(mixture, sources)`` float32 tensors: mixture (channels, time) and sources
@@ -11,62 +11,21 @@ Items are ``(mixture, sources)`` float32 tensors: mixture (channels, time) and s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile
 
 from sepkit.audio import convert_channels
-from sepkit.data.augment import RemixBatch, SourceAugmentation, choose_excerpts
+from sepkit.data.augment import Augmentation, SourceAugmentation, choose_excerpts
+from sepkit.data.cache import cache_root
+from sepkit.data.tracks import Track, checked_track
 from sepkit.errors import SepkitError
 
 if TYPE_CHECKING:
     import torch
-
-
-@dataclass(frozen=True)
-class Track:
-    """One song or utterance: where its audio files are and how long they are.
-
-    ``sources`` maps each target name to its audio file (WAV or FLAC, readable by soundfile),
-    in the dataset's target order. ``non_targets`` holds the remaining stems of the mixture
-    (e.g. drums, bass and other when training a vocals model, or the noise of a noisy speech
-    mixture): training mixes them in, but they are never a target. ``mixture`` is None when
-    the mixture is the sum of all stems. Every file has ``num_frames`` frames at
-    ``sample_rate`` Hz (checked when the track is built); the channel count may be 1 or the
-    dataset's ``nb_channels`` and is converted on reading.
-    """
-
-    name: str
-    sources: dict[str, Path]
-    mixture: Path | None
-    sample_rate: int
-    num_frames: int
-    non_targets: dict[str, Path] = field(default_factory=dict)
-
-    def __hash__(self) -> int:  # the dict fields are not hashable; their items are
-        return hash(
-            (
-                self.name,
-                tuple(self.sources.items()),
-                self.mixture,
-                self.sample_rate,
-                self.num_frames,
-                tuple(self.non_targets.items()),
-            )
-        )
-
-    @property
-    def stems(self) -> dict[str, Path]:
-        """All stems that add up to the mixture: the targets first, then the non-targets."""
-        return {**self.sources, **self.non_targets}
-
-    @property
-    def duration(self) -> float:
-        """Length in seconds."""
-        return self.num_frames / self.sample_rate
 
 
 def read_audio(path: Path, start: int, frames: int, nb_channels: int) -> torch.Tensor:
@@ -283,9 +242,8 @@ class SeparationData:
         valid_fraction: float,
         valid_segment: float | None,
         seed: int,
-        mix_tracks: bool,
-        augmentations: list[SourceAugmentation],
-        remix_group_size: int = 0,
+        cache_dir: str | None,
+        augmentation: Augmentation | Mapping[str, Any],
     ):
         targets = list(targets)
         if not targets or len(set(targets)) != len(targets):
@@ -308,10 +266,11 @@ class SeparationData:
         self.valid_fraction = float(valid_fraction)
         self.valid_segment = valid_segment
         self.seed = int(seed)
-        self.mix_tracks = bool(mix_tracks)
-        self.augmentations = list(augmentations)
+        self.cache = cache_root(cache_dir)
+        self.augmentation = Augmentation.of(augmentation)
+        self.augmentations = self.augmentation.source_pieces(self.sample_rate)
         # applied by the trainer to each training batch on the device (None: nothing)
-        self.batch_augmentation = RemixBatch(remix_group_size) if remix_group_size else None
+        self.batch_augmentation = self.augmentation.batch_piece()
         self._tracks: dict[str, list[Track]] = {}
 
     def _split_tracks(self, split: str) -> list[Track] | None:
@@ -322,6 +281,23 @@ class SeparationData:
     def _split_location(self, split: str) -> str:
         """Where ``split`` lives, for error messages."""
         return f"the {split} split of {type(self).__name__}"
+
+    def _track(
+        self, name: str, folder: Path, stems: dict[str, Path], mixture: Path | None
+    ) -> Track:
+        """The checked Track of one song or utterance from its files: ``stems`` maps every
+        stem of the mixture (the targets and the rest) to its file; ``mixture`` is the mixture
+        file, None when the mixture is the sum of the stems."""
+        return checked_track(
+            name,
+            folder,
+            sources={target: stems[target] for target in self.targets},
+            non_targets={stem: path for stem, path in stems.items() if stem not in self.targets},
+            mixture=mixture,
+            sample_rate=self.sample_rate,
+            nb_channels=self.nb_channels,
+            cache=self.cache,
+        )
 
     def _split(self, split: str) -> list[Track]:
         if split in self._tracks:
@@ -362,7 +338,7 @@ class SeparationData:
             samples_per_track=self.samples_per_track,
             nb_channels=self.nb_channels,
             seed=self.seed,
-            mix_tracks=self.mix_tracks,
+            mix_tracks=self.augmentation.mix_tracks,
             augmentations=self.augmentations,
         )
 

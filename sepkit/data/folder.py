@@ -1,11 +1,12 @@
 """Any folder of stems: ``<root>/<split>/<track>/<stem>.<wav|flac>``."""
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from sepkit.data.augment import source_augmentations
-from sepkit.data.base import SeparationData, Track
-from sepkit.data.cache import cache_root
-from sepkit.data.tracks import AUDIO_EXTENSIONS, checked_track, find_stem_file
+from sepkit.data.augment import OPEN_UNMIX, Augmentation
+from sepkit.data.base import SeparationData
+from sepkit.data.tracks import AUDIO_EXTENSIONS, Track, find_stem_file
 from sepkit.errors import SepkitError
 
 
@@ -26,7 +27,7 @@ class FolderData(SeparationData):
             ``valid_split`` folder a seeded ``valid_fraction`` of the training tracks is held
             out.
         The other arguments are as in ``sepkit.data.musdb.MUSDBData`` (the augmentation
-        defaults are Open-Unmix's).
+        default is Open-Unmix's).
     """
 
     def __init__(
@@ -44,13 +45,7 @@ class FolderData(SeparationData):
         valid_segment: float | None = None,
         seed: int = 42,
         cache_dir: str | None = None,
-        mix_tracks: bool = True,
-        gain_min: float = 0.25,
-        gain_max: float = 1.25,
-        channel_swap_probability: float = 0.5,
-        shift: float = 0.0,
-        sign_flip_probability: float = 0.0,
-        remix_group_size: int = 0,
+        augmentation: Augmentation | Mapping[str, Any] = OPEN_UNMIX,
     ):
         super().__init__(
             targets=targets,
@@ -61,15 +56,8 @@ class FolderData(SeparationData):
             valid_fraction=valid_fraction,
             valid_segment=valid_segment,
             seed=seed,
-            mix_tracks=mix_tracks,
-            augmentations=source_augmentations(
-                gain_min,
-                gain_max,
-                channel_swap_probability,
-                shift_frames=round(shift * sample_rate),
-                sign_flip_probability=sign_flip_probability,
-            ),
-            remix_group_size=remix_group_size,
+            cache_dir=cache_dir,
+            augmentation=augmentation,
         )
         if root is None:
             raise SepkitError("no dataset folder given: set dataset.root=<folder>")
@@ -80,7 +68,6 @@ class FolderData(SeparationData):
                 f"{train_split}/ and {test_split}/>"
             )
         self.split_folders = {"train": train_split, "valid": valid_split, "test": test_split}
-        self.cache = cache_root(cache_dir)
 
     def _split_location(self, split: str) -> str:
         return str(self.root / self.split_folders[split])
@@ -116,13 +103,5 @@ class FolderData(SeparationData):
                     f"{folder}: missing {target}.wav or {target}.flac "
                     f"(dataset.targets={self.targets})"
                 )
-        return checked_track(
-            folder.name,
-            folder,
-            sources={target: stems[target] for target in self.targets},
-            non_targets={stem: path for stem, path in stems.items() if stem not in self.targets},
-            mixture=find_stem_file(folder, "mixture"),
-            sample_rate=self.sample_rate,
-            nb_channels=self.nb_channels,
-            cache=self.cache,
-        )
+        mixture = find_stem_file(folder, "mixture")
+        return self._track(folder.name, folder, stems, mixture)

@@ -18,20 +18,17 @@ training tracks is held out instead. Test tracks are ``subsets="test"``.
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from sepkit.data.augment import source_augmentations
-from sepkit.data.base import SeparationData, Track
-from sepkit.data.cache import (
-    cache_root,
-    file_signature,
-    folder_key,
-    write_wav_atomically,
-)
-from sepkit.data.tracks import checked_track
+from sepkit.data.augment import OPEN_UNMIX, Augmentation
+from sepkit.data.base import SeparationData
+from sepkit.data.cache import file_signature, folder_key, write_wav_atomically
+from sepkit.data.tracks import Track
 from sepkit.errors import SepkitError
 from sepkit.files import write_text_atomic
 
@@ -73,16 +70,9 @@ class MUSDBData(SeparationData):
         valid_segment: None validates on whole tracks; seconds cuts them into fixed segments.
         seed: seeds the training segments (with epoch and index) and the held-out choice.
         cache_dir: cache folder (default ``$SEPKIT_CACHE`` or ``~/.cache/sepkit``).
-        mix_tracks: each training source from its own random track and offset (Open-Unmix's
-            random track mix); False keeps all sources of an item from one excerpt.
-        gain_min, gain_max: range of the random linear gain per source (1, 1 disables).
-        channel_swap_probability: probability of swapping left/right per source (0 disables).
-        shift: seconds; each source starts at its own random offset up to this far into a
-            read that much longer (Demucs: 1; 0 disables).
-        sign_flip_probability: probability of inverting each source's polarity (Demucs:
-            0.5; 0 disables).
-        remix_group_size: remix sources across the items of each training batch, within
-            groups of this many items (Demucs: 4; 0 disables).
+        augmentation: how training items are augmented, an ``Augmentation`` or a mapping of
+            its fields (``sepkit.data.augment``); default Open-Unmix's: random track mix,
+            gains U(0.25, 1.25), channel swap with probability 0.5.
     """
 
     def __init__(
@@ -99,13 +89,7 @@ class MUSDBData(SeparationData):
         valid_segment: float | None = None,
         seed: int = 42,
         cache_dir: str | None = None,
-        mix_tracks: bool = True,
-        gain_min: float = 0.25,
-        gain_max: float = 1.25,
-        channel_swap_probability: float = 0.5,
-        shift: float = 0.0,
-        sign_flip_probability: float = 0.0,
-        remix_group_size: int = 0,
+        augmentation: Augmentation | Mapping[str, Any] = OPEN_UNMIX,
     ):
         super().__init__(
             targets=targets,
@@ -116,15 +100,8 @@ class MUSDBData(SeparationData):
             valid_fraction=valid_fraction,
             valid_segment=valid_segment,
             seed=seed,
-            mix_tracks=mix_tracks,
-            augmentations=source_augmentations(
-                gain_min,
-                gain_max,
-                channel_swap_probability,
-                shift_frames=round(shift * sample_rate),
-                sign_flip_probability=sign_flip_probability,
-            ),
-            remix_group_size=remix_group_size,
+            cache_dir=cache_dir,
+            augmentation=augmentation,
         )
         unknown = [target for target in self.targets if target not in MUSDB_STEMS]
         if unknown:
@@ -132,7 +109,6 @@ class MUSDBData(SeparationData):
                 f"dataset.targets: {unknown} not MUSDB18 stems; choose from {MUSDB_STEMS}"
             )
         self.is_wav = bool(is_wav)
-        self.cache = cache_root(cache_dir)
         self.root = self._resolve_root(root, download)
 
     def _resolve_root(self, root: str | None, download: bool) -> Path:
@@ -228,16 +204,7 @@ class MUSDBData(SeparationData):
                     "drums, bass, other and vocals .wav)"
                 )
         mixture = folder / "mixture.wav"
-        return checked_track(
-            name,
-            folder,
-            sources={target: files[target] for target in self.targets},
-            non_targets={stem: files[stem] for stem in MUSDB_STEMS if stem not in self.targets},
-            mixture=mixture if mixture.is_file() else None,
-            sample_rate=self.sample_rate,
-            nb_channels=self.nb_channels,
-            cache=self.cache,
-        )
+        return self._track(name, folder, files, mixture if mixture.is_file() else None)
 
     def _decode_stems(self, database, subset: str) -> dict[str, Path]:
         """Decode every ``.stem.mp4`` of ``database`` once into the cache; track -> folder."""

@@ -4,41 +4,28 @@ Targets are the speakers ``s1``, ``s2`` (, ``s3``); audio is mono (``nb_channels
 training item is one mixture: a random ``segment``-second excerpt at a random offset, the same
 offset for every speaker (no mixing across utterances); utterances shorter than the segment
 are zero-padded at the end. Each epoch visits every utterance ``samples_per_track`` times
-(default once). Optional random gains per speaker (``gain_min``, ``gain_max``) remix the
-speakers; the mixture is always the sum of the (gained) sources plus, in LibriMix's
+(default once). An optional ``augmentation`` (e.g. random gains per speaker) remixes the
+speakers; the mixture is always the sum of the (augmented) sources plus, in LibriMix's
 ``mix_both``, the noise. Validation and test items are whole utterances from the mixture files.
 """
 
 import csv
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from sepkit.data.augment import source_augmentations
-from sepkit.data.base import SeparationData, Track
-from sepkit.data.cache import cache_root
-from sepkit.data.tracks import checked_track
+from sepkit.data.augment import NO_AUGMENTATION, Augmentation
+from sepkit.data.base import SeparationData
+from sepkit.data.tracks import Track
 from sepkit.errors import SepkitError
 
 
 class SpeechMixtures(SeparationData):
     """Shared by the speech datasets: speakers ``s1``..``s<n_src>``, mono, one utterance per
-    item. Subclasses set ``self.root`` and implement ``_split_tracks``."""
+    item. Subclasses set ``self.root`` and implement ``_split_tracks``; ``options`` are
+    ``SeparationData``'s."""
 
-    def __init__(
-        self,
-        *,
-        n_src: int,
-        targets: list[str] | None,
-        segment: float,
-        sample_rate: int,
-        nb_channels: int,
-        samples_per_track: int,
-        valid_fraction: float,
-        valid_segment: float | None,
-        seed: int,
-        cache_dir: str | None,
-        gain_min: float,
-        gain_max: float,
-    ):
+    def __init__(self, *, n_src: int, targets: list[str] | None, **options: Any):
         if n_src not in (2, 3):
             raise SepkitError(f"dataset.n_src={n_src} is not supported: use 2 or 3 speakers")
         self.speakers = [f"s{number}" for number in range(1, n_src + 1)]
@@ -48,35 +35,8 @@ class SpeechMixtures(SeparationData):
             raise SepkitError(
                 f"dataset.targets: {unknown} not among the speakers {self.speakers} (n_src={n_src})"
             )
-        super().__init__(
-            targets=targets,
-            segment=segment,
-            sample_rate=sample_rate,
-            nb_channels=nb_channels,
-            samples_per_track=samples_per_track,
-            valid_fraction=valid_fraction,
-            valid_segment=valid_segment,
-            seed=seed,
-            mix_tracks=False,
-            augmentations=source_augmentations(gain_min, gain_max, 0.0),
-        )
+        super().__init__(targets=targets, **options)
         self.n_src = n_src
-        self.cache = cache_root(cache_dir)
-
-    def _utterance(
-        self, name: str, folder: Path, stems: dict[str, Path], mixture: Path | None
-    ) -> Track:
-        """A checked Track from the files of one mixture (``stems``: speakers, maybe noise)."""
-        return checked_track(
-            name,
-            folder,
-            sources={target: stems[target] for target in self.targets},
-            non_targets={stem: path for stem, path in stems.items() if stem not in self.targets},
-            mixture=mixture,
-            sample_rate=self.sample_rate,
-            nb_channels=self.nb_channels,
-            cache=self.cache,
-        )
 
 
 def _rate_folder(sample_rate: int) -> str:
@@ -119,7 +79,8 @@ class WSJ0Mix(SpeechMixtures):
         segment: training excerpt length in seconds (shorter utterances are zero-padded).
         samples_per_track: training items per utterance per epoch.
         valid_fraction, valid_segment, seed, cache_dir: as in ``MUSDBData``.
-        gain_min, gain_max: random linear gain per speaker in training (1, 1 disables).
+        augmentation: how training items are augmented (``sepkit.data.augment``; default
+            none; ``{gain_min: 0.5, gain_max: 1.5}`` remixes the speakers at random gains).
         nb_channels: channels served (wsj0-2mix is mono).
     """
 
@@ -138,8 +99,7 @@ class WSJ0Mix(SpeechMixtures):
         valid_segment: float | None = None,
         seed: int = 42,
         cache_dir: str | None = None,
-        gain_min: float = 1.0,
-        gain_max: float = 1.0,
+        augmentation: Augmentation | Mapping[str, Any] = NO_AUGMENTATION,
         nb_channels: int = 1,
     ):
         super().__init__(
@@ -153,8 +113,7 @@ class WSJ0Mix(SpeechMixtures):
             valid_segment=valid_segment,
             seed=seed,
             cache_dir=cache_dir,
-            gain_min=gain_min,
-            gain_max=gain_max,
+            augmentation=augmentation,
         )
         if mode not in ("min", "max"):
             raise SepkitError(f"dataset.mode={mode!r} is not a wsj0-mix mode: use min or max")
@@ -189,7 +148,7 @@ class WSJ0Mix(SpeechMixtures):
                         f"{folder}: {speaker}/{mixture.name} missing for mix/{mixture.name} "
                         f"(n_src={self.n_src})"
                     )
-            tracks.append(self._utterance(mixture.stem, folder, stems, mixture))
+            tracks.append(self._track(mixture.stem, folder, stems, mixture))
         return tracks
 
 
@@ -234,8 +193,7 @@ class LibriMix(SpeechMixtures):
         valid_segment: float | None = None,
         seed: int = 42,
         cache_dir: str | None = None,
-        gain_min: float = 1.0,
-        gain_max: float = 1.0,
+        augmentation: Augmentation | Mapping[str, Any] = NO_AUGMENTATION,
         nb_channels: int = 1,
     ):
         super().__init__(
@@ -249,8 +207,7 @@ class LibriMix(SpeechMixtures):
             valid_segment=valid_segment,
             seed=seed,
             cache_dir=cache_dir,
-            gain_min=gain_min,
-            gain_max=gain_max,
+            augmentation=augmentation,
         )
         if mixture_type not in ("mix_clean", "mix_both"):
             raise SepkitError(
@@ -312,7 +269,7 @@ class LibriMix(SpeechMixtures):
                 for column, subfolder in columns.items()
             }
             mixture = files.pop(self.mixture_type)
-            tracks.append(self._utterance(row["mixture_ID"], split_folder, files, mixture))
+            tracks.append(self._track(row["mixture_ID"], split_folder, files, mixture))
         return sorted(tracks, key=lambda track: track.name)
 
     @staticmethod

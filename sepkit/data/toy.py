@@ -20,10 +20,13 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from sepkit.data.augment import OPEN_UNMIX, Augmentation
 from sepkit.data.cache import cache_root, publish_folder, write_float_wav
 from sepkit.data.musdb import MUSDB_STEMS, MUSDBData
 from sepkit.errors import SepkitError
@@ -404,13 +407,7 @@ class ToyMUSDB(MUSDBData):
         valid_segment: float | None = None,
         seed: int = 42,
         cache_dir: str | None = None,
-        mix_tracks: bool = True,
-        gain_min: float = 0.25,
-        gain_max: float = 1.25,
-        channel_swap_probability: float = 0.5,
-        shift: float = 0.0,
-        sign_flip_probability: float = 0.0,
-        remix_group_size: int = 0,
+        augmentation: Augmentation | Mapping[str, Any] = OPEN_UNMIX,
     ):
         generator_arguments = {
             "seed": toy_seed,
@@ -435,11 +432,5 @@ class ToyMUSDB(MUSDBData):
             valid_segment=valid_segment,
             seed=seed,
             cache_dir=cache_dir,
-            mix_tracks=mix_tracks,
-            gain_min=gain_min,
-            gain_max=gain_max,
-            channel_swap_probability=channel_swap_probability,
-            shift=shift,
-            sign_flip_probability=sign_flip_probability,
-            remix_group_size=remix_group_size,
+            augmentation=augmentation,
         )

@@ -11,10 +11,13 @@ sources exactly in float32, and the same parameters give bit-identical files.
 """
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from sepkit.data.augment import NO_AUGMENTATION, Augmentation
 from sepkit.data.cache import cache_root, write_float_wav
 from sepkit.data.speech import WSJ0Mix
 from sepkit.data.toy import (
@@ -254,8 +257,7 @@ class ToySpeech(WSJ0Mix):
         valid_segment: float | None = None,
         seed: int = 42,
         cache_dir: str | None = None,
-        gain_min: float = 1.0,
-        gain_max: float = 1.0,
+        augmentation: Augmentation | Mapping[str, Any] = NO_AUGMENTATION,
         nb_channels: int = 1,
     ):
         generator_arguments = {
@@ -282,7 +284,6 @@ class ToySpeech(WSJ0Mix):
             valid_segment=valid_segment,
             seed=seed,
             cache_dir=cache_dir,
-            gain_min=gain_min,
-            gain_max=gain_max,
+            augmentation=augmentation,
             nb_channels=nb_channels,
         )

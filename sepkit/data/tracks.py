@@ -13,19 +13,62 @@ one line naming it before training starts, never as a crash inside a DataLoader 
 import hashlib
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import soundfile
 import soxr
 
-from sepkit.data.base import Track
 from sepkit.data.cache import file_signature, folder_key, write_wav_atomically
 from sepkit.errors import SepkitError
 
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One song or utterance: where its audio files are and how long they are.
+
+    ``sources`` maps each target name to its audio file (WAV or FLAC, readable by soundfile),
+    in the dataset's target order. ``non_targets`` holds the remaining stems of the mixture
+    (e.g. drums, bass and other when training a vocals model, or the noise of a noisy speech
+    mixture): training mixes them in, but they are never a target. ``mixture`` is None when
+    the mixture is the sum of all stems. Every file has ``num_frames`` frames at
+    ``sample_rate`` Hz (checked when the track is built); the channel count may be 1 or the
+    dataset's ``nb_channels`` and is converted on reading.
+    """
+
+    name: str
+    sources: dict[str, Path]
+    mixture: Path | None
+    sample_rate: int
+    num_frames: int
+    non_targets: dict[str, Path] = field(default_factory=dict)
+
+    def __hash__(self) -> int:  # the dict fields are not hashable; their items are
+        return hash(
+            (
+                self.name,
+                tuple(self.sources.items()),
+                self.mixture,
+                self.sample_rate,
+                self.num_frames,
+                tuple(self.non_targets.items()),
+            )
+        )
+
+    @property
+    def stems(self) -> dict[str, Path]:
+        """All stems that add up to the mixture: the targets first, then the non-targets."""
+        return {**self.sources, **self.non_targets}
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_frames / self.sample_rate
 
 
 def find_stem_file(folder: Path, stem: str) -> Path | None:
