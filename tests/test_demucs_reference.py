@@ -20,7 +20,7 @@ from sepkit.blocks.resample import SincResample
 from sepkit.errors import SepkitError
 from sepkit.models.convtasnet import ConvTasNet
 from sepkit.models.demucs import Demucs
-from sepkit.models.pretrained_demucs import PRETRAINED, SOURCES, load_pretrained_demucs
+from sepkit.models.pretrained.demucs import DEMUCS, SOURCES, load_pretrained_demucs
 
 
 @pytest.fixture(scope="module")
@@ -143,11 +143,11 @@ def _reference_architecture(demucs, name: str) -> torch.nn.Module:
 
 
 def test_registry_names_urls_and_files_are_demucs_2_0_3s(demucs):
-    for name, published in PRETRAINED.items():
+    for name, published in DEMUCS.items():
         assert published.signature == demucs.pretrained.PRETRAINED_MODELS[name]
         assert published.url == demucs.pretrained.get_url(name)
     offered = set(demucs.pretrained.PRETRAINED_MODELS) - {"demucs_quantized", "demucs_unittest"}
-    assert set(PRETRAINED) == offered
+    assert set(DEMUCS) == offered
     assert demucs.pretrained.SOURCES == SOURCES
 
 
@@ -155,7 +155,7 @@ def test_registry_names_urls_and_files_are_demucs_2_0_3s(demucs):
 def test_registry_architectures_are_the_published_ones(demucs, name):
     with torch.device("meta"):  # shapes only, no memory
         reference = _reference_architecture(demucs, name).state_dict()
-        ours = PRETRAINED[name].build()
+        ours = DEMUCS[name].build()
     # strict loading fails on any missing, unexpected or differently shaped parameter
     ours.load_state_dict(reference, strict=True, assign=True)
     assert ours.sample_rate == 44100 and ours.nb_channels == 2 and ours.targets == SOURCES
@@ -167,7 +167,7 @@ def _fill_hub_cache(demucs, name: str, torch_home: Path) -> torch.nn.Module:
     reference = _reference_architecture(demucs, name).eval()
     checkpoints = torch_home / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    torch.save(reference.state_dict(), checkpoints / PRETRAINED[name].filename)
+    torch.save(reference.state_dict(), checkpoints / DEMUCS[name].filename)
     return reference
 
 
@@ -197,7 +197,7 @@ def test_pretrained_offline_without_cache_names_the_url_and_the_cache_path(tmp_p
     # refused at once, and nothing leaves the machine
     script = (
         "from sepkit.errors import SepkitError\n"
-        "from sepkit.models.pretrained_demucs import load_pretrained_demucs\n"
+        "from sepkit.models.pretrained.demucs import load_pretrained_demucs\n"
         "try:\n"
         "    load_pretrained_demucs('demucs')\n"
         "except SepkitError as error:\n"

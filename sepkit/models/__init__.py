@@ -13,14 +13,14 @@ _MODULES = {
     "MaskInference": "mask_inference",
     "OpenUnmix": "openunmix",
     "OpenUnmixSeparator": "openunmix",
-    "PRETRAINED": "pretrained",
+    "PRETRAINED": "pretrained.registry",
     "SeparationModel": "base",
     "SpectrogramModel": "base",
     "TasNet": "tasnet",
     "UNet": "unet",
     "UNetSeparator": "unet",
     "WaveUNet": "waveunet",
-    "load_pretrained": "pretrained",
+    "load_pretrained": "pretrained.registry",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

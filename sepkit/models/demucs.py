@@ -3,7 +3,7 @@ Domain", 2019): a convolutional encoder/decoder on waveforms with a BLSTM bottle
 
 Constructor arguments, state-dict keys and output match ``demucs.model.Demucs`` of demucs
 2.0.3, so its published weights load with ``strict=True`` (see
-``sepkit.models.pretrained_demucs``).
+``sepkit.models.pretrained.demucs``).
 """
 
 from __future__ import annotations

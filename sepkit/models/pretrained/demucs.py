@@ -1,11 +1,11 @@
 """The models demucs 2.0.3 published (``demucs/pretrained.py``), rebuilt as sepkit models.
 
-Each is a plain state dict fetched by ``torch.hub`` from
-``https://dl.fbaipublicfiles.com/demucs/v3.0/<name>-<signature>.th`` into the hub cache
-(``$TORCH_HOME/hub/checkpoints/``); the signature is the start of the file's SHA-256,
-checked when the file is downloaded. Sources are drums, bass, other, vocals; audio is
-44.1 kHz stereo. MUSDB18 test SDR (paper, trained on MUSDB18 only): demucs 6.28 dB,
-tasnet 5.73 dB; the ``_extra`` models add 150 songs of training data.
+Each is a plain state dict fetched from
+``https://dl.fbaipublicfiles.com/demucs/v3.0/<name>-<signature>.th`` into the torch hub
+cache (``sepkit.models.pretrained.hub``); the signature is the start of the file's SHA-256.
+Sources are drums, bass, other, vocals; audio is 44.1 kHz stereo. MUSDB18 test SDR (paper,
+trained on MUSDB18 only): demucs 6.28 dB, tasnet 5.73 dB; the ``_extra`` models add 150
+songs of training data.
 
 ``demucs_quantized`` (a DiffQ-compressed state dict) is not offered: decoding it needs
 the diffq package.
@@ -14,7 +14,6 @@ the diffq package.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ from sepkit.errors import SepkitError
 from sepkit.models.base import SeparationModel
 from sepkit.models.convtasnet import ConvTasNet
 from sepkit.models.demucs import Demucs
+from sepkit.models.pretrained.hub import load_published_weights
 
 ROOT_URL = "https://dl.fbaipublicfiles.com/demucs/v3.0/"
 SOURCES = ["drums", "bass", "other", "vocals"]
@@ -64,16 +64,12 @@ class PublishedModel:
     def url(self) -> str:
         return ROOT_URL + self.filename
 
-    def cache_path(self) -> Path:
-        """Where ``torch.hub`` keeps (and looks for) the downloaded file."""
-        return Path(torch.hub.get_dir()) / "checkpoints" / self.filename
-
     def build(self) -> SeparationModel:
         """The architecture, with untrained weights."""
         return self.model(targets=list(SOURCES), **self.arguments)
 
 
-PRETRAINED: dict[str, PublishedModel] = {
+DEMUCS: dict[str, PublishedModel] = {
     model.name: model
     for model in [
         PublishedModel(
@@ -111,22 +107,18 @@ PRETRAINED: dict[str, PublishedModel] = {
 }
 
 
-def load_pretrained_demucs(name: str, map_location: str | torch.device = "cpu") -> SeparationModel:
-    """The published model ``name`` (a key of ``PRETRAINED``) with its weights, in eval mode.
+def load_pretrained_demucs(name: str, device: str | torch.device = "cpu") -> SeparationModel:
+    """The published model ``name`` (a key of ``DEMUCS``) with its weights, in eval mode.
 
     The file comes from the torch hub cache, downloaded there on first use; without a
     connection, place it there by hand (the error says where).
     """
-    if name not in PRETRAINED:
+    if name not in DEMUCS:
         raise SepkitError(
             f"pretrained={name!r} is not one of demucs's published models: use one of "
-            f"{sorted(PRETRAINED)}"
+            f"{sorted(DEMUCS)}"
         )
-    from sepkit.models.pretrained import _load_weights, load_hub_state_dict
-
-    published = PRETRAINED[name]
-    label = f"pretrained={name}"
-    state_dict = load_hub_state_dict(published.url, label)
+    published = DEMUCS[name]
     model = published.build()
-    _load_weights(model, state_dict, label)
-    return model.to(map_location).eval()
+    load_published_weights(model, published.url, f"pretrained={name}")
+    return model.to(device).eval()
