@@ -26,7 +26,30 @@ def make_window(kind: str, length: int) -> Tensor:
     raise ValueError(f"unknown window {kind!r}: use 'hann' or 'sqrt_hann'")
 
 
-class STFT(nn.Module):
+class _FourierLayer(nn.Module):
+    """What the STFT and its inverse share: frames of ``n_fft`` samples every
+    ``hop_length``, a ``window`` (a non-persistent buffer), and centring."""
+
+    def __init__(
+        self,
+        n_fft: int = 4096,
+        hop_length: int = 1024,
+        window: str = "hann",
+        center: bool = True,
+    ) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.center = center
+        self.register_buffer("window", make_window(window, n_fft), persistent=False)
+
+    @property
+    def nb_bins(self) -> int:
+        """Frequency bins of the spectrogram (``freq``)."""
+        return frequency_bins(self.n_fft)
+
+
+class STFT(_FourierLayer):
     """Waveform to complex spectrogram.
 
     Input (..., time) in any number of leading dimensions; output (..., freq, frames),
@@ -44,17 +67,8 @@ class STFT(nn.Module):
         center: bool = True,
         pad_mode: str = "reflect",
     ) -> None:
-        super().__init__()
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.center = center
+        super().__init__(n_fft, hop_length, window, center)
         self.pad_mode = pad_mode
-        self.register_buffer("window", make_window(window, n_fft), persistent=False)
-
-    @property
-    def nb_bins(self) -> int:
-        """Frequency bins of the output (``freq``)."""
-        return frequency_bins(self.n_fft)
 
     def num_frames(self, length: int) -> int:
         """Frames produced for a signal of ``length`` samples."""
@@ -67,59 +81,37 @@ class STFT(nn.Module):
         flat = waveform.reshape(-1, waveform.shape[-1])
         if flat.dtype not in (torch.float32, torch.float64):
             flat = flat.float()
-        if self.center and self.pad_mode == "reflect" and flat.shape[-1] <= self.n_fft // 2:
+        center = self.center
+        if center and self.pad_mode == "reflect" and flat.shape[-1] <= self.n_fft // 2:
             # reflect padding needs more samples than the pad; zero-pad very short inputs
-            pad = self.n_fft // 2
-            flat = nn.functional.pad(flat, (pad, pad))
-            spectrogram = torch.stft(
-                flat,
-                self.n_fft,
-                self.hop_length,
-                window=self.window.to(flat.dtype),
-                center=False,
-                return_complex=True,
-            )
-        else:
-            spectrogram = torch.stft(
-                flat,
-                self.n_fft,
-                self.hop_length,
-                window=self.window.to(flat.dtype),
-                center=self.center,
-                pad_mode=self.pad_mode,
-                normalized=False,
-                onesided=True,
-                return_complex=True,
-            )
+            flat = nn.functional.pad(flat, (self.n_fft // 2, self.n_fft // 2))
+            center = False
+        spectrogram = torch.stft(
+            flat,
+            self.n_fft,
+            self.hop_length,
+            window=self.window.to(flat.dtype),
+            center=center,
+            pad_mode=self.pad_mode,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
         return spectrogram.reshape(*leading, *spectrogram.shape[-2:])
 
 
-class ISTFT(nn.Module):
+class ISTFT(_FourierLayer):
     """Complex spectrogram (..., freq, frames) back to a waveform (..., time).
 
     The exact inverse of :class:`STFT` with the same settings (overlap-add with the
     squared-window normalisation of ``torch.istft``); ``length`` trims or pads the output.
 
     When the hop divides ``n_fft`` (Open-Unmix: 4096 / 1024) the overlap-add is done here
-    as ``n_fft / hop_length`` shifted additions of frame pieces, twice as fast as
-    ``torch.istft``'s, and signal by signal: the frames of every source and channel of a
-    long input at once would be the largest allocation of a whole separation (four times
-    the output for Open-Unmix). Other hops go through ``torch.istft``, also signal by
-    signal.
+    as ``n_fft / hop_length`` shifted additions of frame pieces, and signal by signal: the
+    frames of every source and channel of a long input at once would be the largest
+    allocation of a whole separation (four times the output for Open-Unmix). Other hops go
+    through ``torch.istft``, also signal by signal.
     """
-
-    def __init__(
-        self,
-        n_fft: int = 4096,
-        hop_length: int = 1024,
-        window: str = "hann",
-        center: bool = True,
-    ) -> None:
-        super().__init__()
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.center = center
-        self.register_buffer("window", make_window(window, n_fft), persistent=False)
 
     def forward(self, spectrogram: Tensor, length: int | None = None) -> Tensor:
         leading = spectrogram.shape[:-2]

@@ -29,7 +29,7 @@ stays about as close to the float64 result, usually closer, but cannot match Ope
 rounding closer than that. In bins of exactly rank one (a source alone in a bin with a fixed
 pan), float32 EM in either implementation can be off by the order of the peak; here the
 determinant is kept above its lower bound so that such bins stay finite. Pass complex128 when
-they matter (roughly 1.7x the float32 time).
+they matter (at the cost of double-precision arithmetic).
 
 One deliberate difference: Open-Unmix's `atan2` helper writes 1 into the real part of exactly-zero
 mixture bins (digital silence) in place, so its residual source holds 1 + 0j there and EM takes

@@ -95,7 +95,7 @@ class OpenUnmix(nn.Module):
         x = self.output_normalization(x)
 
         # back to (batch, channels, bins, frames) with one blocked transpose: a product read
-        # through the transposed strides takes three times as long
+        # through the transposed strides would jump through memory for every element
         return self.mask(x).permute(1, 2, 3, 0).contiguous() * mixture
 
 
