@@ -55,20 +55,9 @@ class STFT(_FourierLayer):
     Input (..., time) in any number of leading dimensions; output (..., freq, frames),
     complex, with ``freq = nb_bins = n_fft // 2 + 1`` and, when ``center`` is true,
     ``frames = time // hop_length + 1`` (the signal is padded by ``n_fft // 2`` on both
-    sides with ``pad_mode``). Not normalised, one-sided: the convention of
-    ``torch.stft`` and Open-Unmix.
+    sides by reflection; inputs too short to reflect, by zeros). Not normalised,
+    one-sided: the convention of ``torch.stft`` and Open-Unmix.
     """
-
-    def __init__(
-        self,
-        n_fft: int = 4096,
-        hop_length: int = 1024,
-        window: str = "hann",
-        center: bool = True,
-        pad_mode: str = "reflect",
-    ) -> None:
-        super().__init__(n_fft, hop_length, window, center)
-        self.pad_mode = pad_mode
 
     def num_frames(self, length: int) -> int:
         """Frames produced for a signal of ``length`` samples."""
@@ -82,7 +71,7 @@ class STFT(_FourierLayer):
         if flat.dtype not in (torch.float32, torch.float64):
             flat = flat.float()
         center = self.center
-        if center and self.pad_mode == "reflect" and flat.shape[-1] <= self.n_fft // 2:
+        if center and flat.shape[-1] <= self.n_fft // 2:
             # reflect padding needs more samples than the pad; zero-pad very short inputs
             flat = nn.functional.pad(flat, (self.n_fft // 2, self.n_fft // 2))
             center = False
@@ -92,7 +81,7 @@ class STFT(_FourierLayer):
             self.hop_length,
             window=self.window.to(flat.dtype),
             center=center,
-            pad_mode=self.pad_mode,
+            pad_mode="reflect",
             normalized=False,
             onesided=True,
             return_complex=True,
