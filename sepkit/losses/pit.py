@@ -7,21 +7,28 @@ estimates, references) tensor), finds per example the assignment of estimates to
 references with the smallest mean loss and returns that mean, averaged over the batch
 (Yu et al., ICASSP 2017, utterance-level PIT; Kolbæk et al., TASLP 2017).
 
-The search is exhaustive over the S! permutations for up to ``max_exhaustive_sources``
-sources and the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) above:
-both find the same optimum, the second in polynomial time. ``best_permutation`` and
-``apply_permutation`` are public so evaluation can put estimates in reference order.
+The search is ``sepkit.metrics.permutation.best_permutation``, which evaluation uses too:
+exhaustive over the S! permutations for up to ``max_exhaustive_sources`` sources, the
+Hungarian algorithm above; both find the same optimum, the second in polynomial time.
 """
 
 from __future__ import annotations
 
-import itertools
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from sepkit.losses.base import SeparationLoss
+from sepkit.metrics.permutation import best_permutation
+
+__all__ = [
+    "PairwiseLoss",
+    "PermutationInvariantLoss",
+    "apply_permutation",
+    "best_permutation",
+    "permuted_pairwise",
+]
 
 
 class PairwiseLoss(Protocol):
@@ -32,43 +39,6 @@ class PairwiseLoss(Protocol):
     def pairwise(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
         """(batch, estimates, references): the loss of estimate i against reference j."""
         ...
-
-
-def _all_permutations(nb_sources: int, device: torch.device) -> Tensor:
-    """(nb_sources!, nb_sources) long tensor, one permutation per row."""
-    rows = list(itertools.permutations(range(nb_sources)))
-    return torch.tensor(rows, dtype=torch.long, device=device)
-
-
-def best_permutation(pairwise: Tensor, max_exhaustive_sources: int = 3) -> Tensor:
-    """The assignment of estimates to references with the smallest summed loss.
-
-    ``pairwise`` (batch, sources, sources) holds the loss of estimate i against reference
-    j at [:, i, j]. Returns (batch, sources) long indices: ``permutation[b, j]`` is the
-    estimate matched to reference j, so ``apply_permutation(estimates, permutation)`` puts
-    the estimates in reference order. No gradient flows through the choice.
-    """
-    if pairwise.ndim != 3 or pairwise.shape[1] != pairwise.shape[2]:
-        raise ValueError(
-            f"pairwise losses of shape {tuple(pairwise.shape)}: expected (batch, sources, "
-            "sources) with as many estimates as references"
-        )
-    batch, nb_sources, _ = pairwise.shape
-    costs = pairwise.detach()
-    if nb_sources <= max_exhaustive_sources:
-        permutations = _all_permutations(nb_sources, costs.device)  # (P, S)
-        references = torch.arange(nb_sources, device=costs.device)
-        # total[b, p] = sum_j costs[b, permutations[p, j], j]
-        total = costs[:, permutations, references].sum(-1)
-        return permutations[total.argmin(dim=1)]
-    from scipy.optimize import linear_sum_assignment
-
-    matrices = costs.float().cpu().numpy()
-    permutation = torch.empty(batch, nb_sources, dtype=torch.long)
-    for index, matrix in enumerate(matrices):
-        estimates, references = linear_sum_assignment(matrix)
-        permutation[index, torch.from_numpy(references)] = torch.from_numpy(estimates)
-    return permutation.to(costs.device)
 
 
 def apply_permutation(tensor: Tensor, permutation: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "MUSDB_TARGET_SOURCES": "targets",
+        "best_permutation": "permutation",
         "bss_eval_v4": "bsseval",
         "evaluate_track": "track",
         "improvement": "ratios",
