@@ -8,7 +8,6 @@ for every model: models are driven only through ``SeparationModel.separate(mixtu
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
@@ -125,9 +124,6 @@ class Separator:
         overlap_length = min(round(self.overlap * segment_length), segment_length // 2)
         return segment_length, overlap_length
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.device, self.amp)
-
     def select_stems(self, sources: Tensor) -> Tensor:
         """(sources, channels, time) of the model -> (stems, channels, time) to write."""
         if self._stems_are_sources:
@@ -158,7 +154,7 @@ class Separator:
         ``shifts`` the mean of that many separations of randomly delayed copies."""
         batch = layout.to_model(segment).to(self.device)
         max_shift = int(DEFAULT_MAX_SHIFT_SECONDS * self.sample_rate)
-        with torch.inference_mode(), self.autocast():
+        with torch.inference_mode(), autocast(self.device, self.amp):
             sources = apply_shifts(
                 lambda mixture: self.model.separate(mixture, self.options),
                 batch,
