@@ -16,7 +16,6 @@ capability that ignores it) takes a process of its own.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -636,9 +635,5 @@ def test_hostile_input(row: Row, workspace: Workspace, capsys: pytest.CaptureFix
 
 
 def test_every_command_has_hostile_rows():
-    """When ``sepkit eval`` lands (sepkit/evaluate.py), EVAL_ROWS must get its rows."""
-    commands = {"train", "separate"}
-    if importlib.util.find_spec("sepkit.evaluate") is not None:
-        commands.add("eval")
-    assert commands <= {row.command for row in ROWS}
+    assert {"train", "separate", "eval"} <= {row.command for row in ROWS}
     assert len(ROWS) >= 20
