@@ -32,6 +32,15 @@ def save_checkpoint(path: str | os.PathLike, content: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint file on the CPU without unpickling any object."""
+    content = read_torch_file(path)
+    if not isinstance(content, dict) or "model" not in content:
+        raise SepkitError(f"{path}: not a sepkit checkpoint (no 'model' entry)")
+    return content
+
+
+def read_torch_file(path: str | os.PathLike) -> Any:
+    """What ``torch.save`` wrote to ``path`` (a checkpoint, published weights), read on the
+    CPU without unpickling any object, or a one-line SepkitError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise SepkitError(f"{path}: no such checkpoint file")
@@ -62,8 +71,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: not a checkpoint (truncated, corrupt or another kind of file: "
             f"{type(error).__name__} while reading it)"
         ) from None
-    if not isinstance(content, dict) or "model" not in content:
-        raise SepkitError(f"{path}: not a sepkit checkpoint (no 'model' entry)")
     return content
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from sepkit.checkpoint import load_weights
+from sepkit.checkpoint import load_weights, read_torch_file
 from sepkit.errors import SepkitError
 
 
@@ -22,45 +22,41 @@ def hub_cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
-def load_hub_state_dict(url: str, label: str) -> dict[str, torch.Tensor]:
-    """A state dict from the torch hub cache, downloaded there first when missing.
+def cached_file(url: str, label: str) -> Path:
+    """The torch hub cache's file of ``url``, downloaded there first when missing.
 
     The file name's hash is not checked (as Open-Unmix's own loader), so a file placed in
     the cache by hand under the published name is used as it is. ``label`` (for example
-    ``pretrained=umxhq``) starts every error message.
+    ``pretrained=umxhq``) starts the error message.
     """
     cached = hub_cache_path(url)
+    if cached.is_file():
+        return cached
     try:
-        return torch.hub.load_state_dict_from_url(
-            url,
-            map_location="cpu",
-            check_hash=False,
-            progress=sys.stderr.isatty(),
-            weights_only=True,
-        )
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        # written to a temporary name and renamed: an interrupted download leaves no file
+        torch.hub.download_url_to_file(url, str(cached), progress=sys.stderr.isatty())
     except OSError as error:  # no connection (URLError), HTTP error, unwritable cache
-        if cached.exists():
-            raise SepkitError(f"{label}: cannot read {cached}: {error}") from None
         reason = getattr(error, "reason", None) or error
         raise SepkitError(
             f"{label}: {url} is not in the torch hub cache and cannot be downloaded "
             f"({reason}); download it elsewhere and place it at {cached}"
         ) from None
-    except Exception as error:  # a corrupt or foreign file in the cache
-        first_line = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        raise SepkitError(
-            f"{label}: {cached} is not a readable state dict ({first_line}); delete it to "
-            "download it again"
-        ) from None
+    return cached
+
+
+def load_hub_state_dict(url: str, label: str) -> dict[str, torch.Tensor]:
+    """The state dict of ``url`` from the torch hub cache (``cached_file``)."""
+    path = cached_file(url, label)
+    try:
+        return read_torch_file(path)
+    except SepkitError as error:  # a corrupt or foreign file in the cache
+        raise SepkitError(f"{label}: {error}; delete it to download it again") from None
 
 
 def load_published_weights(module: torch.nn.Module, url: str, label: str) -> None:
     """Put the published state dict of ``url`` into ``module`` (strictly: every name and
     shape must match), or raise a one-line ``SepkitError`` naming the cached file."""
     state_dict = load_hub_state_dict(url, label)
-    load_weights(
-        module,
-        state_dict,
-        f"{label}: {hub_cache_path(url)}",
-        fix="delete the file to download it again",
-    )
+    source = f"{label}: {hub_cache_path(url)}"
+    load_weights(module, state_dict, source, fix="delete the file to download it again")

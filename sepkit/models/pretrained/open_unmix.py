@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from sepkit.blocks.stft import bandwidth_to_max_bin, frequency_bins
-from sepkit.checkpoint import load_weights
+from sepkit.checkpoint import load_weights, read_torch_file
 from sepkit.errors import SepkitError
 from sepkit.models.openunmix import OpenUnmixSeparator
 from sepkit.models.pretrained.hub import load_published_weights
@@ -195,9 +195,9 @@ def _read_target(folder: Path, target: str) -> tuple[dict, dict[str, Any]]:
     weights = _target_weights(folder, target)
     try:
         arguments = json.loads((folder / f"{target}.json").read_text()).get("args", {})
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise SepkitError(f"{folder}: cannot read target {target!r}: {error}") from None
+    except (OSError, ValueError, AttributeError) as error:
+        raise SepkitError(f"{folder / target}.json: cannot read it: {error}") from None
+    state = read_torch_file(weights)
     if not isinstance(state, dict) or "input_mean" not in state:
         raise SepkitError(f"{weights}: not an Open-Unmix state dict (no input_mean)")
     architecture = {
