@@ -38,7 +38,8 @@ def build_trainer(overrides: list[str], amp: bool, run_dir: Path):
     from hydra import compose, initialize_config_dir
 
     from sepkit.config import config_dir, register_schemas
-    from sepkit.train import Distributed, StopSignals, Trainer, select_device
+    from sepkit.devices import select_device
+    from sepkit.train import Distributed, StopSignals, Trainer
 
     register_schemas()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
@@ -56,7 +57,7 @@ def build_trainer(overrides: list[str], amp: bool, run_dir: Path):
 
 
 def batches(trainer, count: int) -> list:
-    loader = iter(trainer.training_loader)
+    loader = iter(trainer.loaders.training)
     return [next(loader) for _ in range(count)]
 
 

@@ -1,0 +1,364 @@
+"""The training loop: one ``Trainer`` builds the run's parts from the config, then trains,
+validates, records and saves epoch after epoch until the last epoch, early stopping or a
+stop signal."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from sepkit.checkpoint import load_weights, save_checkpoint
+from sepkit.devices import autocast, autocast_dtype, select_device
+from sepkit.errors import Interrupted, SepkitError
+from sepkit.models.base import SeparationModel
+from sepkit.train.processes import Distributed, StopSignals, derived_seed
+from sepkit.train.sampling import data_loaders
+from sepkit.train.setup import check_compatible, prepare_statistics
+from sepkit.train.state import TrainingState, plot_losses, resumable_checkpoint, write_metrics
+
+log = logging.getLogger("sepkit.train")
+
+
+class NonFiniteLoss(SepkitError):
+    """The loss stayed NaN or infinite for too many steps in a row."""
+
+
+def run_training(cfg: DictConfig, run_dir: Path) -> Path:
+    """Train as ``cfg`` says, writing into ``run_dir``; returns the best checkpoint."""
+    distributed = Distributed.from_environment()
+    device = select_device(cfg.trainer.device, distributed.local_rank)
+    distributed.start(device)
+    try:
+        with StopSignals() as signals:
+            return Trainer(cfg, run_dir, distributed, device, signals).run()
+    finally:
+        distributed.stop()
+
+
+class Trainer:
+    """One training run: builds everything from the config, then loops over epochs."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        distributed: Distributed,
+        device: torch.device,
+        signals: StopSignals,
+    ) -> None:
+        self.cfg, self.trainer, self.run_dir = cfg, cfg.trainer, run_dir
+        self.distributed, self.device, self.signals = distributed, device, signals
+        if self.trainer.threads:
+            torch.set_num_threads(self.trainer.threads)
+        self.last_path = run_dir / "checkpoints" / "last.pt"
+        self.best_path = run_dir / "checkpoints" / "best.pt"
+
+        self.data = instantiate(cfg.dataset, _convert_="all")
+        torch.manual_seed(self.trainer.seed)  # the same initial weights for the same seed
+        self.model: SeparationModel = instantiate(cfg.model, _convert_="all")
+        self.loss_function = instantiate(cfg.loss, _convert_="all")
+        check_compatible(self.model, self.data, self.loss_function)
+
+        resumed = self._resumed_checkpoint()
+        self._prepare_model(resumed)
+        self.model.to(device)
+        self._build_optimizer()
+        if resumed is not None:
+            self._restore_optimizer(resumed["train_state"])
+
+        self.network: torch.nn.Module = self.model
+        if distributed.enabled:
+            self.network = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.loaders = data_loaders(self.data, self.trainer, distributed, device)
+        self.batch_augmentation = getattr(self.data, "batch_augmentation", None)
+
+    # -- building --------------------------------------------------------------------------
+
+    def _resumed_checkpoint(self) -> dict[str, Any] | None:
+        if self.cfg.resume:
+            if self.distributed.is_main:
+                # a kill during a save leaves its temporary file; the real one is intact
+                for stale in self.last_path.parent.glob(".*.partial-*"):
+                    stale.unlink(missing_ok=True)
+            if self.last_path.is_file():
+                return resumable_checkpoint(self.last_path)
+            # stopped before its first checkpoint: start again from the beginning
+            log.info("resume=%s: no checkpoint yet, starting from the beginning", self.cfg.resume)
+            return None
+        if self.last_path.exists() or self.best_path.exists():
+            raise SepkitError(
+                f"{self.run_dir} already holds checkpoints: pass resume={self.run_dir} to "
+                "continue it, or choose another hydra.run.dir"
+            )
+        return None
+
+    def _prepare_model(self, resumed: dict[str, Any] | None) -> None:
+        """The resumed run's weights, state and statistics; for a new run, the input
+        statistics of its training tracks."""
+        self.state = TrainingState()
+        if resumed is None:
+            self.statistics = prepare_statistics(
+                self.model, self.data, self.trainer.statistics_tracks, self.distributed
+            )
+            if self.statistics is not None:
+                self.model.load_statistics(self.statistics)
+            return
+        load_weights(
+            self.model,
+            resumed["model"].get("state_dict"),
+            str(self.last_path),
+            fix="resume with the model settings the run was trained with "
+            "(drop the model overrides) or start a new run",
+        )
+        self.state = TrainingState(**resumed["train_state"]["state"])
+        self.statistics = resumed.get("statistics")
+
+    def _build_optimizer(self) -> None:
+        # optimizer and scheduler configs are partial: they get the parameters here
+        self.optimizer = instantiate(self.cfg.optimizer, _convert_="all")(self.model.parameters())
+        self.scheduler = None
+        if self.cfg.scheduler:
+            self.scheduler = instantiate(self.cfg.scheduler, _convert_="all")(self.optimizer)
+        # half precision's narrow range needs the loss scaled; bfloat16's does not
+        self.scaler = torch.amp.GradScaler(
+            self.device.type,
+            enabled=bool(self.trainer.amp) and autocast_dtype(self.device) == torch.float16,
+        )
+
+    def _restore_optimizer(self, saved: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None and saved.get("scheduler"):
+            self.scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        log.info(
+            "resuming %s after epoch %d%s",
+            self.run_dir,
+            self.state.epoch,
+            f", step {self.state.step} of epoch {self.state.epoch + 1}" if self.state.step else "",
+        )
+
+    def amp_context(self) -> torch.autocast:
+        return autocast(self.device, bool(self.trainer.amp))
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(
+            path,
+            {
+                "model": {"config": self.model.config, "state_dict": self.model.state_dict()},
+                "statistics": self.statistics,
+                "train_state": {
+                    "state": asdict(self.state),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                    "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                },
+                "config": OmegaConf.to_container(self.cfg, resolve=True),
+            },
+        )
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        state = self.state
+        self.writer = None
+        if self.distributed.is_main:
+            from torch.utils.tensorboard import SummaryWriter  # heavy: the main process only
+
+            self.writer = SummaryWriter(
+                str(self.run_dir / "tensorboard"), purge_step=state.epoch + 1
+            )
+        try:
+            while state.epoch < self.trainer.epochs:
+                if not self._epoch():
+                    break
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        if self.distributed.is_main:
+            log.info(
+                "best validation loss %.5f at epoch %d: %s",
+                state.best_valid_loss,
+                state.best_epoch,
+                self.best_path,
+            )
+        return self.best_path
+
+    def _epoch(self) -> bool:
+        """Train and validate one epoch; False when early stopping ends the run."""
+        state = self.state
+        epoch = state.epoch + 1
+        started = time.perf_counter() - state.partial_seconds
+        self.loaders.sampler.set_epoch(epoch, skip_batches=state.step)
+        self._train_steps(epoch, started)
+        train_total, train_count = self.distributed.sum(
+            [state.partial_loss, float(state.partial_count)], self.device
+        )
+        valid_loss = self._validate()
+        seconds = time.perf_counter() - started
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(valid_loss)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        row = {
+            "epoch": epoch,
+            "train_loss": train_total / train_count if train_count else math.nan,
+            "valid_loss": valid_loss,
+            "learning_rate": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(seconds, 3),
+            "segments_per_second": round(train_count / seconds, 2),
+        }
+        improved = state.finish_epoch(row)
+        if self.distributed.is_main:
+            self._record(row, improved)
+        self.distributed.barrier()
+        return not self._stops_early()
+
+    def _record(self, row: dict[str, float], improved: bool) -> None:
+        """Checkpoints, metrics.csv, the loss plot, TensorBoard and the log line of an epoch."""
+        # best before last: a kill between the two leaves last.pt one epoch behind, and the
+        # resumed run redoes (and re-saves) that epoch
+        if improved:
+            self.save(self.best_path)
+        self.save(self.last_path)
+        write_metrics(self.run_dir, self.state.history)
+        plot_losses(self.run_dir, self.state.history)
+        assert self.writer is not None
+        epoch = row["epoch"]
+        self.writer.add_scalar("loss/train", row["train_loss"], epoch)
+        self.writer.add_scalar("loss/valid", row["valid_loss"], epoch)
+        self.writer.add_scalar("learning_rate", row["learning_rate"], epoch)
+        self.writer.flush()
+        log.info(
+            "epoch %d/%d  train %.5f  valid %.5f%s  lr %.2e  %.1f s",
+            epoch,
+            self.trainer.epochs,
+            row["train_loss"],
+            row["valid_loss"],
+            "  (best)" if improved else "",
+            row["learning_rate"],
+            row["seconds"],
+        )
+
+    def _stops_early(self) -> bool:
+        if not self.state.patience_exhausted(self.trainer.patience):
+            return False
+        if self.distributed.is_main:
+            log.info(
+                "stopping early: no better validation loss for %d epochs (best %.5f at epoch %d)",
+                self.trainer.patience,
+                self.state.best_valid_loss,
+                self.state.best_epoch,
+            )
+        return True
+
+    def _stop_requested(self) -> int | None:
+        """The signal that asks to stop, agreed by every process (they must stop at the
+        same step, or the next collective operation would wait forever)."""
+        return self.distributed.any(self.signals.received or 0, self.device) or None
+
+    def _train_steps(self, epoch: int, started: float) -> None:
+        """The epoch's remaining batches; running sums go into the state, so that an
+        interruption saves them with the position."""
+        trainer, state, device = self.trainer, self.state, self.device
+        self.network.train()
+        nonfinite_in_a_row = 0
+        bar = tqdm(
+            self.loaders.training,
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not (trainer.progress and self.distributed.is_main),
+            unit="batch",
+        )
+        for step, (mixture, sources) in enumerate(bar, start=state.step):
+            torch.manual_seed(derived_seed(trainer.seed, epoch, step, self.distributed.rank))
+            mixture = mixture.to(device, non_blocking=True)
+            sources = sources.to(device, non_blocking=True)
+            if self.batch_augmentation is not None:
+                mixture, sources = self.batch_augmentation(mixture, sources)
+            value = self._step(mixture, sources)
+            if value is None:
+                nonfinite_in_a_row += 1
+                log.warning("epoch %d step %d: loss or gradient not finite; skipped", epoch, step)
+                if nonfinite_in_a_row >= trainer.max_nonfinite_steps:
+                    raise NonFiniteLoss(
+                        f"the loss was not finite for {nonfinite_in_a_row} steps in a row: "
+                        "lower optimizer.lr, set trainer.grad_clip, or check the data for NaN"
+                    )
+            else:
+                nonfinite_in_a_row = 0
+                state.partial_loss += value * mixture.shape[0]
+                state.partial_count += mixture.shape[0]
+            state.step = step + 1
+            if state.partial_count:
+                bar.set_postfix(
+                    loss=f"{state.partial_loss / state.partial_count:.4f}",
+                    seg_s=f"{state.partial_count / (time.perf_counter() - started):.1f}",
+                )
+            stop = self._stop_requested()
+            if stop is not None:
+                self._interrupt(stop, epoch, started)
+
+    def _step(self, mixture: torch.Tensor, sources: torch.Tensor) -> float | None:
+        """One optimisation step; the loss, or None when it (or the gradient) was not
+        finite and the step was skipped."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.amp_context():
+            outputs = self.network(mixture)
+        loss = self.loss_function(outputs, self.model.references(sources, mixture))
+        value = float(loss.detach())
+        # every process must skip together, or DDP's gradient exchange would hang
+        if self.distributed.any(0 if math.isfinite(value) else 1, self.device):
+            return None
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.trainer.grad_clip or math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), clip)
+        if not torch.isfinite(norm) and not self.scaler.is_enabled():
+            # the gradient scaler skips such steps itself; without it we must
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return value
+
+    def _interrupt(self, signal_number: int, epoch: int, started: float) -> None:
+        name = signal.Signals(signal_number).name
+        self.state.partial_seconds = time.perf_counter() - started
+        if self.distributed.is_main:
+            self.save(self.last_path)
+        self.distributed.barrier()
+        raise Interrupted(
+            f"stopped by {name} in epoch {epoch} after {self.state.step} steps; the position "
+            f"is saved in {self.last_path}: continue with resume={self.run_dir}",
+            signal_number,
+        )
+
+    @torch.no_grad()
+    def _validate(self) -> float:
+        """Mean loss over the validation items of all processes."""
+        self.network.eval()
+        total, count = 0.0, 0
+        for mixture, sources in self.loaders.validation:
+            mixture, sources = mixture.to(self.device), sources.to(self.device)
+            with self.amp_context():
+                outputs = self.model(mixture)
+            loss = self.loss_function(outputs, self.model.references(sources, mixture))
+            total += float(loss) * mixture.shape[0]
+            count += mixture.shape[0]
+        total, count = self.distributed.sum([total, count], self.device)
+        if count == 0:
+            raise SepkitError("the validation set is empty: check the dataset's valid split")
+        return total / count
