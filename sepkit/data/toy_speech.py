@@ -12,6 +12,7 @@ sources exactly in float32, and the same parameters give bit-identical files.
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,17 +125,34 @@ def _speaker(rng: np.random.Generator) -> dict:
     }
 
 
+@dataclass
+class _Plan:
+    """What one utterance says, on the control grid (``_CONTROL_RATE`` Hz): loudness, pitch
+    accents in semitones, vowel targets (control frame, formants in Hz), the phrase starts
+    (seconds) and the noisy consonant onsets (start sample, length in samples)."""
+
+    loudness: np.ndarray
+    pitch_semitones: np.ndarray
+    vowel_targets: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    phrase_starts: list[float] = field(default_factory=list)
+    consonants: list[tuple[int, int]] = field(default_factory=list)
+
+
 def _utterance(rng: np.random.Generator, speaker: dict, frames: int, sample_rate: int):
     """``frames`` samples of one speaker talking (float64, mono), with pauses."""
-    nb_control = int(np.ceil(frames / sample_rate * _CONTROL_RATE)) + 2
-    loudness = np.zeros(nb_control)
-    pitch_semitones = np.zeros(nb_control)
-    formants = np.zeros((3, nb_control))
-    vowel_targets: list[tuple[int, np.ndarray]] = []
-    consonants: list[tuple[int, int]] = []  # (start sample, length) of noisy onsets
+    plan = _plan_utterance(rng, speaker, frames, sample_rate)
+    pitch, formants = _contours(plan, speaker)
+    return _speak(rng, speaker, plan, pitch, formants, frames, sample_rate)
 
+
+def _plan_utterance(
+    rng: np.random.Generator, speaker: dict, frames: int, sample_rate: int
+) -> _Plan:
+    """Words of one to three syllables, pauses between words, breaths between phrases."""
+    nb_control = int(np.ceil(frames / sample_rate * _CONTROL_RATE)) + 2
+    plan = _Plan(np.zeros(nb_control), np.zeros(nb_control))
     time = rng.uniform(0.0, 0.4)  # leading silence, as in read speech
-    phrase_starts = [time]
+    plan.phrase_starts.append(time)
     end = frames / sample_rate - 0.1
     while time < end:
         for _ in range(rng.integers(1, 4)):  # a word of one to three syllables
@@ -144,38 +162,59 @@ def _utterance(rng: np.random.Generator, speaker: dict, frames: int, sample_rate
             first, last = int(time * _CONTROL_RATE), int((time + length) * _CONTROL_RATE)
             span = max(last - first, 2)
             envelope = np.sin(np.pi * np.linspace(0, 1, span)) ** 0.7
-            loudness[first : first + span] = np.maximum(
-                loudness[first : first + span], envelope * rng.uniform(0.6, 1.0)
+            plan.loudness[first : first + span] = np.maximum(
+                plan.loudness[first : first + span], envelope * rng.uniform(0.6, 1.0)
             )
             accent = rng.uniform(-0.5, 1.5) if rng.random() < 0.4 else 0.0
-            pitch_semitones[first : first + span] += accent * envelope
+            plan.pitch_semitones[first : first + span] += accent * envelope
             vowel = np.array(_VOWELS[rng.integers(len(_VOWELS))]) * speaker["tract"]
-            vowel_targets.append(((first + last) // 2, vowel))
+            plan.vowel_targets.append(((first + last) // 2, vowel))
             if rng.random() < 0.5:
-                consonants.append(
+                plan.consonants.append(
                     (int(time * sample_rate), int(rng.uniform(0.03, 0.07) * sample_rate))
                 )
             time += length
         time += rng.uniform(0.03, 0.12)  # between words
         if rng.random() < 0.2:  # between phrases: a breath, and the pitch resets
             time += rng.uniform(0.25, 0.6)
-            phrase_starts.append(time)
+            plan.phrase_starts.append(time)
+    return plan
 
-    controls = np.arange(nb_control)
+
+def _contours(plan: _Plan, speaker: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Pitch (Hz, per control frame) and the three formant trajectories (3, control frames;
+    Hz) of a planned utterance."""
+    controls = np.arange(len(plan.loudness))
     # declination: the pitch starts high in each phrase and falls by about 1.5 semitones/s
-    starts = np.array(phrase_starts) * _CONTROL_RATE
+    starts = np.array(plan.phrase_starts) * _CONTROL_RATE
     since_phrase = controls - starts[np.maximum(np.searchsorted(starts, controls, "right") - 1, 0)]
-    pitch_semitones += 0.3 * speaker["span"] - 1.5 * np.maximum(since_phrase, 0) / _CONTROL_RATE
-    if vowel_targets:
-        centres = np.array([centre for centre, _ in vowel_targets])
+    semitones = plan.pitch_semitones + (
+        0.3 * speaker["span"] - 1.5 * np.maximum(since_phrase, 0) / _CONTROL_RATE
+    )
+    formants = np.zeros((3, len(controls)))
+    if plan.vowel_targets:
+        centres = np.array([centre for centre, _ in plan.vowel_targets])
         for formant in range(3):
-            targets = np.array([vowel[formant] for _, vowel in vowel_targets])
+            targets = np.array([vowel[formant] for _, vowel in plan.vowel_targets])
             formants[formant] = np.interp(controls, centres, targets)  # gliding trajectories
     else:
         formants[:] = np.array(_VOWELS[0])[:, None] * speaker["tract"]
-    pitch_semitones = np.clip(pitch_semitones, -speaker["span"], speaker["span"])
-    pitch = speaker["pitch"] * 2 ** (pitch_semitones / 12)
+    semitones = np.clip(semitones, -speaker["span"], speaker["span"])
+    return speaker["pitch"] * 2 ** (semitones / 12), formants
 
+
+def _speak(
+    rng: np.random.Generator,
+    speaker: dict,
+    plan: _Plan,
+    pitch: np.ndarray,
+    formants: np.ndarray,
+    frames: int,
+    sample_rate: int,
+) -> np.ndarray:
+    """The planned utterance as ``frames`` samples: a voice source at ``pitch`` shaped by the
+    ``formants``, with breath noise and consonant bursts."""
+    controls = np.arange(len(plan.loudness))
     # the voice source: a harmonic series with a falling spectral tilt, as many harmonics as
     # fit below the Nyquist frequency at the speaker's highest pitch
     positions = np.arange(frames) * _CONTROL_RATE / sample_rate  # in control periods
@@ -183,10 +222,10 @@ def _utterance(rng: np.random.Generator, speaker: dict, frames: int, sample_rate
     pitch_samples *= 1 + 0.004 * np.sin(2 * np.pi * rng.uniform(4, 6) * positions / _CONTROL_RATE)
     nb_harmonics = max(1, int(0.45 * sample_rate // pitch.max()))
     source = oscillate(_voice_table(nb_harmonics), pitch_samples, sample_rate)
-    loudness_samples = np.interp(positions, controls, loudness)
+    loudness_samples = np.interp(positions, controls, plan.loudness)
     source += speaker["breath"] * band_noise(rng, frames, 500, 0.45 * sample_rate, sample_rate)
     voice = _formant_filter(source, formants, sample_rate) * loudness_samples
-    for start, length in consonants:
+    for start, length in plan.consonants:
         burst = band_noise(rng, length, 0.25 * sample_rate, 0.48 * sample_rate, sample_rate)
         burst *= 0.3 * raised_cosine_envelope(length, length // 4, length // 2)
         voice[start : start + length] += burst[: max(0, min(length, frames - start))]

@@ -110,6 +110,40 @@ def _label(path: Path, folder: Path) -> str:
         return str(path)
 
 
+def _shared_value(
+    folder: Path, files: dict[str, Path], values: dict[str, int], unit: str, problem: str, fix: str
+) -> int:
+    """The value every file of a track shares (its sample rate, its length); a SepkitError
+    listing each file's value when they differ, and the ``fix`` that brings them to one."""
+    if len(set(values.values())) > 1:
+        listed = ", ".join(
+            f"{_label(files[stem], folder)} {value} {unit}" for stem, value in values.items()
+        )
+        one = "rate" if unit == "Hz" else "length"
+        raise SepkitError(f"{folder}: stems {problem} ({listed}); {fix} to one {one}")
+    return next(iter(values.values()))
+
+
+def _rate_and_length(folder: Path, files: dict[str, Path], nb_channels: int) -> tuple[int, int]:
+    """The sample rate and length in frames all of a track's ``files`` share; a SepkitError
+    naming the file when they differ, are empty, or hold a channel count the dataset cannot
+    read."""
+    infos = {stem: audio_info(path) for stem, path in files.items()}
+    for stem, info in infos.items():
+        if info.channels not in (1, nb_channels) and nb_channels != 1:
+            raise SepkitError(
+                f"{files[stem]}: {info.channels} channels, but the dataset reads "
+                f"{nb_channels}-channel (or mono) audio: set dataset.nb_channels or convert it"
+            )
+    rates = {stem: info.samplerate for stem, info in infos.items()}
+    lengths = {stem: info.frames for stem, info in infos.items()}
+    rate = _shared_value(folder, files, rates, "Hz", "at different sample rates", "convert them")
+    frames = _shared_value(folder, files, lengths, "frames", "of unequal lengths", "trim them")
+    if frames == 0:
+        raise SepkitError(f"{folder}: its stems hold no audio (0 samples); remove the track")
+    return rate, frames
+
+
 def checked_track(
     name: str,
     folder: Path,
@@ -130,42 +164,13 @@ def checked_track(
     files = {**sources, **non_targets}
     if mixture is not None:
         files["mixture"] = mixture
-    infos = {stem: audio_info(path) for stem, path in files.items()}
-
-    for stem, info in infos.items():
-        if info.channels not in (1, nb_channels) and nb_channels != 1:
-            raise SepkitError(
-                f"{files[stem]}: {info.channels} channels, but the dataset reads "
-                f"{nb_channels}-channel (or mono) audio: set dataset.nb_channels or convert it"
-            )
-    rates = {stem: info.samplerate for stem, info in infos.items()}
-    if len(set(rates.values())) > 1:
-        listed = ", ".join(
-            f"{_label(files[stem], folder)} {rate} Hz" for stem, rate in rates.items()
-        )
-        raise SepkitError(
-            f"{folder}: stems at different sample rates ({listed}); convert them to one rate"
-        )
-    lengths = {stem: info.frames for stem, info in infos.items()}
-    if len(set(lengths.values())) > 1:
-        listed = ", ".join(
-            f"{_label(files[stem], folder)} {frames}" for stem, frames in lengths.items()
-        )
-        raise SepkitError(
-            f"{folder}: stems of unequal lengths ({listed} frames); trim them to one length"
-        )
-    file_rate = next(iter(rates.values()))
-    num_frames = next(iter(lengths.values()))
-    if num_frames == 0:
-        raise SepkitError(f"{folder}: its stems hold no audio (0 samples); remove the track")
-
+    file_rate, num_frames = _rate_and_length(folder, files, nb_channels)
     if file_rate != sample_rate:
-        resampled = {
+        files = {
             stem: resampled_copy(path, sample_rate, cache / "resampled" / folder_key(folder))
             for stem, path in files.items()
         }
-        num_frames = audio_info(next(iter(resampled.values()))).frames
-        files = resampled
+        num_frames = audio_info(next(iter(files.values()))).frames
     return Track(
         name=name,
         sources={stem: files[stem] for stem in sources},
