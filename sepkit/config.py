@@ -89,35 +89,47 @@ class ClipMode(enum.Enum):
 
 
 @dataclass
-class SeparateConfig:
-    """``sepkit separate``: which model, how to separate, how to write the stems.
+class SeparationSettings:
+    """Which model separates and how: the keys ``sepkit separate`` and ``sepkit eval`` share.
 
-    configs/separate.yaml holds the defaults with a comment per key.
+    Neither ``checkpoint`` nor ``pretrained`` given: ``pretrained=umxhq``.
     """
 
-    defaults: list[Any] = field(default_factory=list)
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # a checkpoint file of sepkit train, or its run directory
+    # umxhq, umx, umxl (Open-Unmix), demucs, demucs_extra, demucs48_hq, tasnet, tasnet_extra
+    # (demucs 2.0.3), or an Open-Unmix model folder
     pretrained: str | None = None
+    name: str | None = None  # what the output calls the model; null: its pretrained or run name
+    # spectrogram models: Open-Unmix's multichannel Wiener filter
+    niter: int = 1  # expectation-maximisation iterations; 0: mixture phase only
+    softmask: bool = False  # start from ratio masks instead of magnitudes
+    wiener_win_len: int | None = 300  # frames filtered together; null: a whole segment at once
+    # long inputs: overlapping segments, cross-faded
+    segment: float | None = None  # seconds; null: the model's own default
+    overlap: float | None = None  # share of a segment cross-faded with the next, at most 0.5
+    shifts: int = 0  # Demucs's shift trick: average of this many randomly shifted passes
+    seed: int = 0  # random shifts are drawn from this seed, per file
+    # where and how it runs
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    amp: bool = False  # mixed precision (sepkit.devices.autocast_dtype)
+    threads: int | None = None  # torch CPU threads; null: torch's default
+    progress: bool = True  # a progress bar (per file; over the tracks in eval)
+
+
+@dataclass
+class SeparateConfig(SeparationSettings):
+    """``sepkit separate``: which model, how to separate, how to write the stems
+    (``<out_dir>/<name>/<track>/<stem>.<format>``, at the input's rate, length, channels)."""
+
+    defaults: list[Any] = field(default_factory=list)
     out_dir: str = "separated"
-    name: str | None = None
-    targets: list[str] | None = None
-    two_stems: str | None = None
-    residual: bool = False
-    niter: int = 1
-    softmask: bool = False
-    wiener_win_len: int | None = 300
-    segment: float | None = None
-    overlap: float | None = None
-    shifts: int = 0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    threads: int | None = None
+    targets: list[str] | None = None  # a subset of the model's stems to write; null: all
+    two_stems: str | None = None  # e.g. vocals: write vocals and no_vocals (the others' sum)
+    residual: bool = False  # add a stem "residual": what the targets leave of the mixture
     format: AudioFormat = AudioFormat.wav
-    subtype: AudioSubtype = AudioSubtype.PCM_16
-    clip: ClipMode = ClipMode.rescale
-    overwrite: bool = False
-    progress: bool = True
+    subtype: AudioSubtype = AudioSubtype.PCM_16  # PCM_16, PCM_24 or FLOAT (wav only)
+    clip: ClipMode = ClipMode.rescale  # integer subtypes: what to do with full-scale overs
+    overwrite: bool = False  # false: a track whose stems exist is skipped
 
 
 class EvalBackend(enum.Enum):
@@ -132,41 +144,26 @@ class EvalMetrics(enum.Enum):
 
 
 @dataclass
-class EvalConfig:
-    """``sepkit eval``: what to score (a model or stems on disk), against which test set,
-    how, and where the reports go.
-
-    configs/eval.yaml holds the defaults with a comment per key.
-    """
+class EvalConfig(SeparationSettings):
+    """``sepkit eval``: what to score (a model, or stems on disk), against which test set,
+    how, and where the reports go (configs/eval.yaml names the files)."""
 
     defaults: list[Any] = field(default_factory=list)
     dataset: Any = MISSING
-    checkpoint: str | None = None
-    pretrained: str | None = None
+    # a folder of stems already separated: <dir>/<track>/<target>.wav (sepkit separate's
+    # layout) or <dir>/test/<track>/<target>.wav (museval's)
     estimates: str | None = None
-    name: str | None = None
-    tracks: list[str] | None = None
+    tracks: list[str] | None = None  # test tracks to score, e.g. ["Song A"]; null: all
     out_dir: str = "runs/eval"
-    overwrite: bool = False
+    overwrite: bool = False  # false: refuse an out_dir that already holds an evaluation
     metrics: EvalMetrics = EvalMetrics.auto
     backend: EvalBackend = EvalBackend.fast
-    window: float = 1.0
-    hop: float = 1.0
-    baseline: bool = True
-    compare: list[str] = field(default_factory=list)
-    workers: int = 1
-    device: str = "auto"
-    threads: int | None = None
-    progress: bool = True
-    save_estimates: bool = False
-    niter: int = 1
-    softmask: bool = False
-    wiener_win_len: int | None = 300
-    segment: float | None = None
-    overlap: float | None = None
-    shifts: int = 0
-    seed: int = 0
-    amp: bool = False
+    window: float = 1.0  # BSSEval window, seconds (museval, SiSEC 2018: 1.0)
+    hop: float = 1.0  # BSSEval hop, seconds (museval, SiSEC 2018: 1.0)
+    baseline: bool = True  # also score the mixture as the estimate of every target
+    compare: list[str] = field(default_factory=list)  # earlier eval folders to put beside
+    workers: int = 1  # tracks scored in parallel processes (one thread each); 1: here
+    save_estimates: bool = False  # keep the stems in <out_dir>/estimates/test/<track>/
 
 
 _SIMPLE_TYPES = (int, float, str, bool)
