@@ -10,9 +10,11 @@ hand-written dataclasses below.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
 import inspect
+import textwrap
 import types
 import typing
 from collections.abc import Sequence
@@ -217,20 +219,68 @@ def _settings_schema(settings: Any) -> type:
     return dataclasses.make_dataclass(type(settings).__name__ + "Schema", fields)
 
 
+def _hints(function: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function)
+    except Exception:
+        return {}
+
+
+def _set_for_base(constructor: Any) -> set[str]:
+    """The keyword arguments ``constructor`` gives its ``super().__init__`` call itself."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(constructor)))
+    for node in ast.walk(tree):
+        call = node.func if isinstance(node, ast.Call) else None
+        if (
+            isinstance(call, ast.Attribute)
+            and call.attr == "__init__"
+            and isinstance(call.value, ast.Call)
+            and getattr(call.value.func, "id", None) == "super"
+        ):
+            return {keyword.arg for keyword in node.keywords if keyword.arg is not None}
+    return set()
+
+
+def configurable_parameters(obj: Any) -> list[tuple[inspect.Parameter, dict[str, Any]]]:
+    """The arguments a config may give ``obj`` (a class or function), each with the type
+    hints of the function that declares it.
+
+    A sepkit class whose constructor ends in ``**options``, passed on to its base class,
+    takes the base's arguments too (and so on up), except those it names itself or sets in
+    its ``super().__init__`` call: ``ToyMUSDB`` offers ``MUSDBData``'s arguments but
+    ``is_wav``, which it sets.
+    """
+    if not inspect.isclass(obj):
+        hints = _hints(obj)
+        return [(parameter, hints) for parameter in inspect.signature(obj).parameters.values()]
+    found: dict[str, tuple[inspect.Parameter, dict[str, Any]]] = {}
+    excluded: set[str] = set()
+    for cls in obj.__mro__:
+        constructor = vars(cls).get("__init__")
+        if constructor is None:
+            continue
+        hints = _hints(constructor)
+        parameters = list(inspect.signature(constructor).parameters.values())
+        for parameter in parameters:
+            if parameter.name not in found and parameter.name not in excluded:
+                found[parameter.name] = (parameter, hints)
+        forwards = any(parameter.kind == parameter.VAR_KEYWORD for parameter in parameters)
+        if not (forwards and cls.__module__.startswith("sepkit.")):
+            break
+        excluded |= _set_for_base(constructor) - set(found)
+    return list(found.values())
+
+
 def schema_from_signature(target: str) -> type:
     """A dataclass with ``_target_``, ``_partial_`` and one typed field per constructor
-    argument of ``target`` (a dotted path to a class or function)."""
-    obj = get_object(target)
-    function = obj.__init__ if inspect.isclass(obj) else obj
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:
-        hints = {}
+    argument of ``target`` (a dotted path to a class or function; see
+    ``configurable_parameters``)."""
     fields: list[tuple[str, Any, Any]] = [
         ("_target_", str, field(default=target)),
         ("_partial_", bool, field(default=False)),
     ]
-    for name, parameter in inspect.signature(function).parameters.items():
+    for parameter, hints in configurable_parameters(get_object(target)):
+        name = parameter.name
         if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
         if name in ("params", "optimizer"):  # given by the trainer, not by the config

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile
 
 from sepkit.audio import convert_channels
-from sepkit.data.augment import Augmentation, SourceAugmentation, choose_excerpts
+from sepkit.data.augment import OPEN_UNMIX, Augmentation, SourceAugmentation, choose_excerpts
 from sepkit.data.cache import cache_root
 from sepkit.data.tracks import Track, checked_track
 from sepkit.errors import SepkitError
@@ -225,6 +225,25 @@ class SeparationData:
     and a seeded ``valid_fraction`` of the training tracks is then held out). Each split is
     found on its first request, once, in the process that asks (the main process, when the
     trainer builds its DataLoaders), so bad files are reported before any worker starts.
+
+    The arguments every dataset takes (a subclass passes on the ``**options`` it does not
+    name; the defaults are a music set's, the speech sets change them):
+
+    Args:
+        targets: the stems the model separates, in the order the sources are served.
+        segment: training segment length in seconds (Open-Unmix: 6).
+        sample_rate: rate the data is served at, in Hz; other rates are resampled into the
+            cache once.
+        nb_channels: channels served (mono files are duplicated; 1 averages several).
+        samples_per_track: training items per track per epoch (Open-Unmix: 64).
+        valid_fraction: fraction of training tracks held out when the dataset has no
+            validation split.
+        valid_segment: None validates on whole tracks; seconds cuts them into fixed segments.
+        seed: seeds the training segments (with epoch and index) and the held-out choice.
+        cache_dir: cache folder (default ``$SEPKIT_CACHE`` or ``~/.cache/sepkit``).
+        augmentation: how training items are augmented, an ``Augmentation`` or a mapping of
+            its fields (``sepkit.data.augment``); default Open-Unmix's: random track mix,
+            gains U(0.25, 1.25), channel swap with probability 0.5.
     """
 
     sample_rate: int
@@ -235,15 +254,15 @@ class SeparationData:
         self,
         *,
         targets: list[str],
-        segment: float,
-        sample_rate: int,
-        nb_channels: int,
-        samples_per_track: int,
-        valid_fraction: float,
-        valid_segment: float | None,
-        seed: int,
-        cache_dir: str | None,
-        augmentation: Augmentation | Mapping[str, Any],
+        segment: float = 6.0,
+        sample_rate: int = 44100,
+        nb_channels: int = 2,
+        samples_per_track: int = 64,
+        valid_fraction: float = 0.1,
+        valid_segment: float | None = None,
+        seed: int = 42,
+        cache_dir: str | None = None,
+        augmentation: Augmentation | Mapping[str, Any] = OPEN_UNMIX,
     ):
         targets = list(targets)
         if not targets or len(set(targets)) != len(targets):

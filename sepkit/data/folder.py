@@ -1,10 +1,8 @@
 """Any folder of stems: ``<root>/<split>/<track>/<stem>.<wav|flac>``."""
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sepkit.data.augment import OPEN_UNMIX, Augmentation
 from sepkit.data.base import SeparationData
 from sepkit.data.tracks import AUDIO_EXTENSIONS, Track, find_stem_file
 from sepkit.errors import SepkitError
@@ -26,8 +24,8 @@ class FolderData(SeparationData):
         train_split, valid_split, test_split: split folder names under ``root``. Without a
             ``valid_split`` folder a seeded ``valid_fraction`` of the training tracks is held
             out.
-        The other arguments are as in ``sepkit.data.musdb.MUSDBData`` (the augmentation
-        default is Open-Unmix's).
+        options: ``SeparationData``'s (segment, sample_rate, augmentation, ...), with its
+            defaults: Open-Unmix's.
     """
 
     def __init__(
@@ -37,28 +35,9 @@ class FolderData(SeparationData):
         train_split: str = "train",
         valid_split: str = "valid",
         test_split: str = "test",
-        segment: float = 6.0,
-        sample_rate: int = 44100,
-        nb_channels: int = 2,
-        samples_per_track: int = 64,
-        valid_fraction: float = 0.1,
-        valid_segment: float | None = None,
-        seed: int = 42,
-        cache_dir: str | None = None,
-        augmentation: Augmentation | Mapping[str, Any] = OPEN_UNMIX,
+        **options: Any,
     ):
-        super().__init__(
-            targets=targets,
-            segment=segment,
-            sample_rate=sample_rate,
-            nb_channels=nb_channels,
-            samples_per_track=samples_per_track,
-            valid_fraction=valid_fraction,
-            valid_segment=valid_segment,
-            seed=seed,
-            cache_dir=cache_dir,
-            augmentation=augmentation,
-        )
+        super().__init__(targets=targets, **options)
         if root is None:
             raise SepkitError("no dataset folder given: set dataset.root=<folder>")
         self.root = Path(root).expanduser()

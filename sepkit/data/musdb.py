@@ -18,14 +18,12 @@ training tracks is held out instead. Test tracks are ``subsets="test"``.
 import json
 import logging
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from sepkit.data.augment import OPEN_UNMIX, Augmentation
 from sepkit.data.base import SeparationData
 from sepkit.data.cache import file_signature, folder_key, write_wav_atomically
 from sepkit.data.tracks import Track
@@ -60,19 +58,8 @@ class MUSDBData(SeparationData):
         is_wav: True for the WAV (HQ) layout, False for ``.stem.mp4`` files.
         download: fetch musdb's 7-second preview (``.stem.mp4``) into ``root`` (default
             ``~/MUSDB18/MUSDB18-7``) when it is missing; needs internet.
-        segment: training segment length in seconds (Open-Unmix: 6).
-        sample_rate: rate the data is served at, in Hz; other rates are resampled into the
-            cache once.
-        nb_channels: channels served (mono files are duplicated; 1 averages stereo).
-        samples_per_track: training items per track per epoch (Open-Unmix: 64).
-        valid_fraction: fraction of training tracks held out when the root holds none of
-            musdb's validation tracks.
-        valid_segment: None validates on whole tracks; seconds cuts them into fixed segments.
-        seed: seeds the training segments (with epoch and index) and the held-out choice.
-        cache_dir: cache folder (default ``$SEPKIT_CACHE`` or ``~/.cache/sepkit``).
-        augmentation: how training items are augmented, an ``Augmentation`` or a mapping of
-            its fields (``sepkit.data.augment``); default Open-Unmix's: random track mix,
-            gains U(0.25, 1.25), channel swap with probability 0.5.
+        options: ``SeparationData``'s (segment, sample_rate, augmentation, ...), with its
+            defaults: Open-Unmix's.
     """
 
     def __init__(
@@ -81,28 +68,9 @@ class MUSDBData(SeparationData):
         targets: list[str] = MUSDB_STEMS,  # noqa: B006 (copied, never mutated)
         is_wav: bool = False,
         download: bool = False,
-        segment: float = 6.0,
-        sample_rate: int = 44100,
-        nb_channels: int = 2,
-        samples_per_track: int = 64,
-        valid_fraction: float = 0.1,
-        valid_segment: float | None = None,
-        seed: int = 42,
-        cache_dir: str | None = None,
-        augmentation: Augmentation | Mapping[str, Any] = OPEN_UNMIX,
+        **options: Any,
     ):
-        super().__init__(
-            targets=targets,
-            segment=segment,
-            sample_rate=sample_rate,
-            nb_channels=nb_channels,
-            samples_per_track=samples_per_track,
-            valid_fraction=valid_fraction,
-            valid_segment=valid_segment,
-            seed=seed,
-            cache_dir=cache_dir,
-            augmentation=augmentation,
-        )
+        super().__init__(targets=targets, **options)
         unknown = [target for target in self.targets if target not in MUSDB_STEMS]
         if unknown:
             raise SepkitError(

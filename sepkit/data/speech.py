@@ -22,10 +22,34 @@ from sepkit.errors import SepkitError
 
 class SpeechMixtures(SeparationData):
     """Shared by the speech datasets: speakers ``s1``..``s<n_src>``, mono, one utterance per
-    item. Subclasses set ``self.root`` and implement ``_split_tracks``; ``options`` are
-    ``SeparationData``'s."""
+    item. Subclasses implement ``_split_tracks`` and find their ``root`` with
+    ``_layout_root``.
 
-    def __init__(self, *, n_src: int, targets: list[str] | None, **options: Any):
+    Args:
+        n_src: speakers per mixture, 2 or 3.
+        targets: speakers to separate; None means all of s1..s<n_src>.
+        segment: training excerpt length in seconds (shorter utterances are zero-padded).
+        sample_rate: 8000 or 16000 Hz (selects wav8k / wav16k under a top folder).
+        nb_channels: channels served (the speech sets are mono).
+        samples_per_track: training items per utterance per epoch.
+        augmentation: how training items are augmented (``sepkit.data.augment``; default
+            none; ``{gain_min: 0.5, gain_max: 1.5}`` remixes the speakers at random gains).
+        options: the rest of ``SeparationData``'s (valid_fraction, valid_segment, seed,
+            cache_dir).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_src: int,
+        targets: list[str] | None,
+        segment: float = 4.0,
+        sample_rate: int = 8000,
+        nb_channels: int = 1,
+        samples_per_track: int = 1,
+        augmentation: Augmentation | Mapping[str, Any] = NO_AUGMENTATION,
+        **options: Any,
+    ):
         if n_src not in (2, 3):
             raise SepkitError(f"dataset.n_src={n_src} is not supported: use 2 or 3 speakers")
         self.speakers = [f"s{number}" for number in range(1, n_src + 1)]
@@ -35,13 +59,32 @@ class SpeechMixtures(SeparationData):
             raise SepkitError(
                 f"dataset.targets: {unknown} not among the speakers {self.speakers} (n_src={n_src})"
             )
-        super().__init__(targets=targets, **options)
+        super().__init__(
+            targets=targets,
+            segment=segment,
+            sample_rate=sample_rate,
+            nb_channels=nb_channels,
+            samples_per_track=samples_per_track,
+            augmentation=augmentation,
+            **options,
+        )
         self.n_src = n_src
 
-
-def _rate_folder(sample_rate: int) -> str:
-    """wsj0-2mix's and LibriMix's name for a rate's folder: 8000 -> "wav8k"."""
-    return f"wav{sample_rate // 1000}k"
+    def _layout_root(
+        self, root: str | None, mode: str, top: str, markers: list[str], dataset: str, hint: str
+    ) -> Path:
+        """The folder of ``mode`` at the dataset's rate: ``root`` itself, or under it
+        ``wav8k/<mode>`` (for 8000 Hz), or ``<top>/wav8k/<mode>``; the first holding one
+        of the folders ``markers``."""
+        if mode not in ("min", "max"):
+            raise SepkitError(f"dataset.mode={mode!r} is not a {dataset} mode: use min or max")
+        if root is None:
+            raise SepkitError(f"no {dataset} folder given: set dataset.root=<folder>")
+        folder = Path(root).expanduser()
+        rate_mode = Path(f"wav{self.sample_rate // 1000}k") / mode
+        return _find_layout_root(
+            folder, [folder, folder / rate_mode, folder / top / rate_mode], markers, dataset, hint
+        )
 
 
 def _find_layout_root(
@@ -73,15 +116,9 @@ class WSJ0Mix(SpeechMixtures):
     Args:
         root: see above.
         n_src: speakers per mixture, 2 or 3.
-        sample_rate: 8000 or 16000 (selects wav8k / wav16k under a top folder), in Hz.
         mode: "min" (mixtures cut to the shorter utterance) or "max" (zero-padded).
         targets: speakers to separate; None means all of s1..s<n_src>.
-        segment: training excerpt length in seconds (shorter utterances are zero-padded).
-        samples_per_track: training items per utterance per epoch.
-        valid_fraction, valid_segment, seed, cache_dir: as in ``MUSDBData``.
-        augmentation: how training items are augmented (``sepkit.data.augment``; default
-            none; ``{gain_min: 0.5, gain_max: 1.5}`` remixes the speakers at random gains).
-        nb_channels: channels served (wsj0-2mix is mono).
+        options: ``SpeechMixtures``' (segment, sample_rate, augmentation, ...).
     """
 
     split_folders = {"train": "tr", "valid": "cv", "test": "tt"}
@@ -90,40 +127,15 @@ class WSJ0Mix(SpeechMixtures):
         self,
         root: str | None = None,
         n_src: int = 2,
-        sample_rate: int = 8000,
         mode: str = "min",
         targets: list[str] | None = None,
-        segment: float = 4.0,
-        samples_per_track: int = 1,
-        valid_fraction: float = 0.1,
-        valid_segment: float | None = None,
-        seed: int = 42,
-        cache_dir: str | None = None,
-        augmentation: Augmentation | Mapping[str, Any] = NO_AUGMENTATION,
-        nb_channels: int = 1,
+        **options: Any,
     ):
-        super().__init__(
-            n_src=n_src,
-            targets=targets,
-            segment=segment,
-            sample_rate=sample_rate,
-            nb_channels=nb_channels,
-            samples_per_track=samples_per_track,
-            valid_fraction=valid_fraction,
-            valid_segment=valid_segment,
-            seed=seed,
-            cache_dir=cache_dir,
-            augmentation=augmentation,
-        )
-        if mode not in ("min", "max"):
-            raise SepkitError(f"dataset.mode={mode!r} is not a wsj0-mix mode: use min or max")
-        if root is None:
-            raise SepkitError("no wsj0-mix folder given: set dataset.root=<folder>")
-        top = Path(root).expanduser()
-        rate_mode = Path(_rate_folder(self.sample_rate)) / mode
-        self.root = _find_layout_root(
-            top,
-            [top, top / rate_mode, top / f"{n_src}speakers" / rate_mode],
+        super().__init__(n_src=n_src, targets=targets, **options)
+        self.root = self._layout_root(
+            root,
+            mode,
+            top=f"{n_src}speakers",
             markers=list(self.split_folders.values()),
             dataset="wsj0-mix",
             hint="set dataset.root to the folder holding tr/, cv/ and tt/",
@@ -167,20 +179,19 @@ class LibriMix(SpeechMixtures):
     Args:
         root: see above.
         n_src: speakers per mixture, 2 or 3.
-        sample_rate: 8000 or 16000 Hz.
         mode: "min" or "max".
         mixture_type: "mix_clean" (speakers only) or "mix_both" (speakers and WHAM! noise;
             the noise is mixed in training but is not a target).
         train_split: "train-100" or "train-360" (or any split with a metadata file).
         valid_split, test_split: "dev" and "test".
-        The other arguments are as in ``WSJ0Mix``.
+        segment: training excerpt length in seconds.
+        options: ``SpeechMixtures``' (sample_rate, augmentation, ...).
     """
 
     def __init__(
         self,
         root: str | None = None,
         n_src: int = 2,
-        sample_rate: int = 8000,
         mode: str = "min",
         mixture_type: str = "mix_clean",
         train_split: str = "train-360",
@@ -188,40 +199,17 @@ class LibriMix(SpeechMixtures):
         test_split: str = "test",
         targets: list[str] | None = None,
         segment: float = 3.0,
-        samples_per_track: int = 1,
-        valid_fraction: float = 0.1,
-        valid_segment: float | None = None,
-        seed: int = 42,
-        cache_dir: str | None = None,
-        augmentation: Augmentation | Mapping[str, Any] = NO_AUGMENTATION,
-        nb_channels: int = 1,
+        **options: Any,
     ):
-        super().__init__(
-            n_src=n_src,
-            targets=targets,
-            segment=segment,
-            sample_rate=sample_rate,
-            nb_channels=nb_channels,
-            samples_per_track=samples_per_track,
-            valid_fraction=valid_fraction,
-            valid_segment=valid_segment,
-            seed=seed,
-            cache_dir=cache_dir,
-            augmentation=augmentation,
-        )
+        super().__init__(n_src=n_src, targets=targets, segment=segment, **options)
         if mixture_type not in ("mix_clean", "mix_both"):
             raise SepkitError(
                 f"dataset.mixture_type={mixture_type!r} is not supported: use mix_clean or mix_both"
             )
-        if mode not in ("min", "max"):
-            raise SepkitError(f"dataset.mode={mode!r} is not a LibriMix mode: use min or max")
-        if root is None:
-            raise SepkitError("no LibriMix folder given: set dataset.root=<folder>")
-        top = Path(root).expanduser()
-        rate_mode = Path(_rate_folder(self.sample_rate)) / mode
-        self.root = _find_layout_root(
-            top,
-            [top, top / rate_mode, top / f"Libri{n_src}Mix" / rate_mode],
+        self.root = self._layout_root(
+            root,
+            mode,
+            top=f"Libri{n_src}Mix",
             markers=["metadata"],
             dataset="LibriMix",
             hint=f"set dataset.root to the Libri{n_src}Mix folder",

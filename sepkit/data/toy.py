@@ -20,13 +20,11 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sepkit.data.augment import OPEN_UNMIX, Augmentation
 from sepkit.data.cache import cache_root, publish_folder, write_float_wav
 from sepkit.data.musdb import MUSDB_STEMS, MUSDBData
 from sepkit.errors import SepkitError
@@ -386,28 +384,20 @@ class ToyMUSDB(MUSDBData):
     ``<cache>/toy-musdb-<hash of the parameters>``, so every parameter set has its own folder.
     Its track names are not MUSDB18's, so a seeded ``valid_fraction`` of the training tracks is
     held out for validation. ``toy_seed``, ``nb_train_tracks``, ``nb_test_tracks``,
-    ``train_duration`` and ``test_duration`` (seconds) choose the generated set; the other
-    arguments are ``MUSDBData``'s.
+    ``train_duration`` and ``test_duration`` (seconds) choose the generated set; ``options``
+    are ``MUSDBData``'s (targets, segment, sample_rate, augmentation, ...).
     """
 
     def __init__(
         self,
         root: str | None = None,
-        targets: list[str] = MUSDB_STEMS,  # noqa: B006 (copied, never mutated)
         toy_seed: int = 0,
         nb_train_tracks: int = 8,
         nb_test_tracks: int = 3,
         train_duration: float = 12.0,
         test_duration: float = 10.0,
-        segment: float = 6.0,
-        sample_rate: int = 44100,
-        nb_channels: int = 2,
-        samples_per_track: int = 64,
-        valid_fraction: float = 0.1,
-        valid_segment: float | None = None,
-        seed: int = 42,
         cache_dir: str | None = None,
-        augmentation: Augmentation | Mapping[str, Any] = OPEN_UNMIX,
+        **options: Any,
     ):
         generator_arguments = {
             "seed": toy_seed,
@@ -420,17 +410,4 @@ class ToyMUSDB(MUSDBData):
             key = parameters_key({"version": _TOY_VERSION, **generator_arguments})
             root = str(cache_root(cache_dir) / f"toy-musdb-{key}")
         generate_toy_musdb(root, **generator_arguments)
-        super().__init__(
-            root=root,
-            targets=targets,
-            is_wav=True,
-            segment=segment,
-            sample_rate=sample_rate,
-            nb_channels=nb_channels,
-            samples_per_track=samples_per_track,
-            valid_fraction=valid_fraction,
-            valid_segment=valid_segment,
-            seed=seed,
-            cache_dir=cache_dir,
-            augmentation=augmentation,
-        )
+        super().__init__(root=root, is_wav=True, download=False, cache_dir=cache_dir, **options)

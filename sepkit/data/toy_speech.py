@@ -11,14 +11,12 @@ sources exactly in float32, and the same parameters give bit-identical files.
 """
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sepkit.data.augment import NO_AUGMENTATION, Augmentation
 from sepkit.data.cache import cache_root, write_float_wav
 from sepkit.data.speech import WSJ0Mix
 from sepkit.data.toy import (
@@ -275,8 +273,9 @@ class ToySpeech(WSJ0Mix):
     On first use the set is generated into ``root``, or with ``root=None`` into
     ``<cache>/toy-speech-<hash of the parameters>``. ``toy_seed``, ``nb_train``,
     ``nb_valid``, ``nb_test``, ``min_duration`` and ``max_duration`` (seconds) choose the
-    generated set; ``n_src`` and ``sample_rate`` both generate and read it; the other arguments
-    are ``WSJ0Mix``'s (``nb_channels``: channels served, the generated files are mono).
+    generated set; ``n_src`` and ``sample_rate`` both generate and read it; ``options`` are
+    ``WSJ0Mix``'s (targets, segment, augmentation, ...; ``nb_channels``: channels served,
+    the generated files are mono).
     """
 
     def __init__(
@@ -290,14 +289,8 @@ class ToySpeech(WSJ0Mix):
         nb_test: int = 16,
         min_duration: float = 2.0,
         max_duration: float = 4.0,
-        targets: list[str] | None = None,
-        segment: float = 4.0,
-        samples_per_track: int = 1,
-        valid_segment: float | None = None,
-        seed: int = 42,
         cache_dir: str | None = None,
-        augmentation: Augmentation | Mapping[str, Any] = NO_AUGMENTATION,
-        nb_channels: int = 1,
+        **options: Any,
     ):
         generator_arguments = {
             "n_src": n_src,
@@ -316,13 +309,8 @@ class ToySpeech(WSJ0Mix):
         super().__init__(
             root=root,
             n_src=n_src,
+            mode="min",
             sample_rate=sample_rate,
-            targets=targets,
-            segment=segment,
-            samples_per_track=samples_per_track,
-            valid_segment=valid_segment,
-            seed=seed,
             cache_dir=cache_dir,
-            augmentation=augmentation,
-            nb_channels=nb_channels,
+            **options,
         )
