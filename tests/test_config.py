@@ -14,6 +14,8 @@ from sepkit.config import config_dir, register_schemas
 from tests.conftest import run_sepkit
 
 GROUPS = ("model", "loss", "dataset", "optimizer", "scheduler", "trainer", "experiment")
+# the groups whose options are checked for restated constructor defaults
+SCHEMA_GROUPS = ("dataset", "optimizer", "scheduler")
 
 
 def _options(group: str) -> list[str]:
@@ -111,3 +113,43 @@ def test_tab_completion_offers_the_options_of_a_group():
     finally:
         del os.environ["COMP_LINE"], os.environ["COMP_POINT"]
     assert "model=openunmix" in result.stdout.split()
+
+
+def _restated_defaults(content: dict, defaults: dict, prefix: str = "") -> list[str]:
+    """Keys of ``content`` whose value is the schema's default (interpolations aside)."""
+    restated = []
+    for key, value in content.items():
+        if key in ("defaults", "_target_", "_partial_", "hydra") or key not in defaults:
+            continue
+        if isinstance(value, dict) and isinstance(defaults[key], dict):
+            restated += _restated_defaults(value, defaults[key], f"{prefix}{key}.")
+        elif not (isinstance(value, str) and "${" in value) and value == defaults[key]:
+            restated.append(f"{prefix}{key}")
+    return restated
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        *(f"{group}/{option}.yaml" for group in SCHEMA_GROUPS for option in _options(group)),
+        "trainer/default.yaml",
+        "trainer/cpu_demo.yaml",
+        "train.yaml",
+        "separate.yaml",
+        "eval.yaml",
+    ],
+)
+def test_configs_hold_only_what_differs_from_the_defaults(path: str):
+    import yaml
+
+    from sepkit.config import EvalConfig, SeparateConfig, TrainConfig, schema_from_signature
+
+    content = yaml.safe_load((config_dir() / path).read_text()) or {}
+    if path.startswith("trainer/"):
+        schema = TrainConfig().trainer
+    elif "/" in path:
+        schema = schema_from_signature(content["_target_"])
+    else:
+        schema = {"train.yaml": TrainConfig, "separate.yaml": SeparateConfig}.get(path, EvalConfig)
+    defaults = OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True)
+    assert _restated_defaults(content, defaults) == []
