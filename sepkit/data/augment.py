@@ -69,6 +69,13 @@ def choose_excerpts(
     return [(anchor_track, start)] * nb_sources
 
 
+def _probability(value: float, key: str) -> float:
+    """``value`` when it is a probability; else a SepkitError naming the config key."""
+    if not 0 <= value <= 1:
+        raise SepkitError(f"dataset.augmentation.{key}={value} is invalid: use a value in [0, 1]")
+    return value
+
+
 class RandomGain:
     """Scales each source by its own gain drawn uniformly from [low, high] (linear, not dB).
 
@@ -102,12 +109,7 @@ class RandomChannelSwap:
     """
 
     def __init__(self, probability: float = 0.5):
-        if not 0 <= probability <= 1:
-            raise SepkitError(
-                f"dataset.augmentation.channel_swap_probability={probability} is invalid: "
-                "use a value in [0, 1]"
-            )
-        self.probability = probability
+        self.probability = _probability(probability, "channel_swap_probability")
 
     def __call__(self, sources: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         import torch
@@ -157,12 +159,7 @@ class RandomSignFlip:
     """Inverts each source's polarity independently with ``probability`` (Demucs: 0.5)."""
 
     def __init__(self, probability: float = 0.5):
-        if not 0 <= probability <= 1:
-            raise SepkitError(
-                f"dataset.augmentation.sign_flip_probability={probability} is invalid: "
-                "use a value in [0, 1]"
-            )
-        self.probability = probability
+        self.probability = _probability(probability, "sign_flip_probability")
 
     def __call__(self, sources: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         import torch
