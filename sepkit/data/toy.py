@@ -96,10 +96,17 @@ def build_once(root: Path, parameters: dict, write) -> Path:
     return root
 
 
-def parameters_key(parameters: dict) -> str:
-    """A short hash naming a cache folder for one parameter set."""
-    text = json.dumps(parameters, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+def generated_set(
+    root: str | None, cache_dir: str | None, name: str, version: int, generate, arguments: dict
+) -> str:
+    """The folder of a generated set, written on first use: ``root``, or with None the cache
+    folder ``<name>-<hash of version and arguments>``, so every parameter set has its own.
+    ``generate(folder, **arguments)`` writes it (once: it reuses a folder it wrote)."""
+    if root is None:
+        text = json.dumps({"version": version, **arguments}, sort_keys=True)
+        root = str(cache_root(cache_dir) / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:12]}")
+    generate(root, **arguments)
+    return root
 
 
 def _write_toy_musdb(folder: Path, parameters: dict) -> None:
@@ -406,8 +413,7 @@ class ToyMUSDB(MUSDBData):
             "train_duration": train_duration,
             "test_duration": test_duration,
         }
-        if root is None:
-            key = parameters_key({"version": _TOY_VERSION, **generator_arguments})
-            root = str(cache_root(cache_dir) / f"toy-musdb-{key}")
-        generate_toy_musdb(root, **generator_arguments)
+        root = generated_set(
+            root, cache_dir, "toy-musdb", _TOY_VERSION, generate_toy_musdb, generator_arguments
+        )
         super().__init__(root=root, is_wav=True, download=False, cache_dir=cache_dir, **options)

@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from sepkit.data.cache import cache_root, write_float_wav
+from sepkit.data.cache import write_float_wav
 from sepkit.data.speech import WSJ0Mix
 from sepkit.data.toy import (
     band_noise,
     build_once,
     exact_mixture,
+    generated_set,
     oscillate,
-    parameters_key,
     raised_cosine_envelope,
     wavetable,
 )
@@ -302,10 +302,14 @@ class ToySpeech(WSJ0Mix):
             "min_duration": min_duration,
             "max_duration": max_duration,
         }
-        if root is None:
-            key = parameters_key({"version": _TOY_SPEECH_VERSION, **generator_arguments})
-            root = str(cache_root(cache_dir) / f"toy-speech-{key}")
-        generate_toy_speech(root, **generator_arguments)
+        root = generated_set(
+            root,
+            cache_dir,
+            "toy-speech",
+            _TOY_SPEECH_VERSION,
+            generate_toy_speech,
+            generator_arguments,
+        )
         super().__init__(
             root=root,
             n_src=n_src,
