@@ -155,16 +155,17 @@ def test_block_levinson_scores_as_the_dense_solution_on_mono_mixdowns(
     # the block Levinson recursion; with its refinement steps it lands where a dense
     # factorisation does (one step alone left SAR 1.2e-4 dB away on one of these tracks)
     from sepkit.metrics import bsseval
+    from sepkit.metrics.bsseval import filters
 
     kept = []
-    levinson_filters = bsseval._levinson_filters
+    levinson_filters = filters.levinson_filters
 
     def recorded(*arguments):
         filters, condition = levinson_filters(*arguments)
         kept.append(filters is not None)
         return filters, condition
 
-    monkeypatch.setattr(bsseval, "_levinson_filters", recorded)
+    monkeypatch.setattr(filters, "levinson_filters", recorded)
     total = 0
     for track in toy_tracks:
         # read as musdb reads the references (16 bits), the estimates as written
@@ -176,7 +177,7 @@ def test_block_levinson_scores_as_the_dense_solution_on_mono_mixdowns(
         references, estimates = (np.stack(x).mean(axis=2) for x in (references, estimates))
         levinson = bsseval.bss_eval_v4(references, estimates)
         with monkeypatch.context() as dense_only:
-            dense_only.setattr(bsseval, "DENSE_MAX_UNKNOWNS", 10**9)
+            dense_only.setattr(filters, "DENSE_MAX_UNKNOWNS", 10**9)
             dense = bsseval.bss_eval_v4(references, estimates)
         largest, compared = 0.0, 0
         for metric in BSSEVAL:
@@ -295,10 +296,9 @@ def checkpoint_run(tmp_path_factory) -> Path:
     return out
 
 
-def test_two_workers_split_each_track_and_give_the_same_reports(tmp_path, estimates_dir):
-    # two tracks for two processes: each track's two BSSEval calls (the stems; vocals with
-    # accompaniment) are scored apart, for the estimates and the mixture baseline, and
-    # put back together in museval's order
+def test_two_workers_give_the_same_reports_as_one(tmp_path, estimates_dir):
+    # each track scored in a worker process: the same targets in museval's order, the same
+    # numbers, and the same rows (estimates and mixture baseline) as scoring here
     options = [*TOY, "dataset.nb_channels=1", f"estimates={estimates_dir}"]
     here = evaluate(tmp_path / "here", *options)
     there = evaluate(tmp_path / "there", *options, "workers=2")
@@ -517,19 +517,19 @@ def test_bad_keys_and_values_fail_while_composing(override):
 
 def test_scoring_device_keeps_float64_off_mps(monkeypatch):
     import sepkit.devices
-    import sepkit.evaluate
-    from sepkit.evaluate import _scoring_device
+    from sepkit.evaluate import device
+    from sepkit.evaluate.device import scoring_device
 
     # without a GPU's device files "auto" is the CPU, told without torch
-    monkeypatch.setattr(sepkit.evaluate, "no_gpu_here", lambda: True)
-    assert _scoring_device("auto", here=False) is None
-    assert _scoring_device("auto", here=True) is None
-    monkeypatch.setattr(sepkit.evaluate, "no_gpu_here", lambda: False)
+    monkeypatch.setattr(device, "no_gpu_here", lambda: True)
+    assert scoring_device("auto", here=False) is None
+    assert scoring_device("auto", here=True) is None
+    monkeypatch.setattr(device, "no_gpu_here", lambda: False)
     # the main process hands "auto" on unresolved (it has not imported torch)
-    assert _scoring_device("auto", here=False) == "auto"
-    assert _scoring_device("cpu", here=False) is None
+    assert scoring_device("auto", here=False) == "auto"
+    assert scoring_device("cpu", here=False) is None
     for name, expected in (("mps", None), ("cuda:1", "cuda:1"), ("cpu", None)):
         resolved = torch.device(name)
         monkeypatch.setattr(sepkit.devices, "select_device", lambda *a, d=resolved, **k: d)
         # BSSEval solves in float64, which MPS lacks: the CPU scores instead
-        assert _scoring_device("auto", here=True) == expected, name
+        assert scoring_device("auto", here=True) == expected, name

@@ -88,7 +88,7 @@ def test_eval_hands_out_tracks_without_importing_torch():
     # must not import it themselves
     code = (
         "import sys\n"
-        "import sepkit.cli, sepkit.config, sepkit.data, sepkit.evaluate, sepkit.reports\n"
+        "import sepkit.cli, sepkit.config, sepkit.data, sepkit.evaluate.run\n"
         "from sepkit.metrics import MUSDB_TARGET_SOURCES\n"
         "from sepkit.config import COMMAND_GROUPS, register_schemas\n"
         "register_schemas(COMMAND_GROUPS['eval'])\n"

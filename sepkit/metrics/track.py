@@ -4,28 +4,38 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sepkit.metrics.bsseval import _to_numpy, bss_eval_v4, number_of_windows, silent_sources
+from sepkit.metrics.arrays import to_numpy
+from sepkit.metrics.bsseval import bss_eval_v4, number_of_windows, silent_sources
 from sepkit.metrics.targets import MUSDB_TARGET_SOURCES
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BACKENDS", "MUSDB_TARGET_SOURCES", "evaluate_track"]
+__all__ = [
+    "BACKENDS",
+    "MUSDB_TARGET_SOURCES",
+    "evaluate_track",
+    "fit_length",
+    "round_like_museval",
+]
 
 BACKENDS = ("fast", "museval")
 
 # museval's JSON lists each frame's metrics in this order
 JSON_METRIC_ORDER = ("SDR", "SIR", "SAR", "ISR")
 
+# (references, estimates) (sources, samples, channels) -> {"SDR", ...} (sources, windows)
+MetricsCore = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
+
 
 def _as_audio(audio: Any, name: str) -> np.ndarray:
     """Array or tensor (samples, channels), or (samples,) for mono -> float64 numpy."""
-    array = np.asarray(_to_numpy(audio), dtype=np.float64)
+    array = np.asarray(to_numpy(audio), dtype=np.float64)
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2:
@@ -33,14 +43,14 @@ def _as_audio(audio: Any, name: str) -> np.ndarray:
     return array
 
 
-def _fit_length(estimate: np.ndarray, num_samples: int) -> np.ndarray:
+def fit_length(estimate: np.ndarray, num_samples: int) -> np.ndarray:
     """museval.pad_or_truncate for one estimate: cut to num_samples or pad zeros at the end."""
     if len(estimate) >= num_samples:
         return estimate[:num_samples]
     return np.pad(estimate, ((0, num_samples - len(estimate)), (0, 0)))
 
 
-def _round_like_museval(value: float) -> float:
+def round_like_museval(value: float) -> float:
     """museval's TrackStore._q: +-inf and NaN become NaN, others are rounded to 1e-5.
 
     museval quantises Decimal(value) half-to-even; Python's round() also rounds the exact
@@ -51,8 +61,10 @@ def _round_like_museval(value: float) -> float:
     return round(value, 5)
 
 
-def _metrics_core(backend: str, window: int, hop: int, device: torch.device | str | None) -> Any:
-    """(references, estimates) (sources, samples, channels) -> {"SDR", ...} (sources, windows)."""
+def _metrics_core(
+    backend: str, window: int, hop: int, device: torch.device | str | None
+) -> MetricsCore:
+    """BSSEval of one call: bss_eval_v4, or museval.evaluate itself."""
     if backend == "fast":
         return lambda references, estimates: bss_eval_v4(
             references, estimates, window=window, hop=hop, device=device
@@ -67,6 +79,131 @@ def _metrics_core(backend: str, window: int, hop: int, device: torch.device | st
     return museval_core
 
 
+def _reference_audio(
+    references: Mapping[str, Any], estimates: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """The references as float64 (samples, channels), with musdb's sums of stems (the
+    accompaniment, ...) built where they are estimated but not given; all of one shape."""
+    reference_audio = {
+        name: _as_audio(audio, f"reference {name!r}") for name, audio in references.items()
+    }
+    for name, sources in MUSDB_TARGET_SOURCES.items():
+        derivable = len(sources) > 1 and all(source in reference_audio for source in sources)
+        if derivable and name not in reference_audio and name in estimates:
+            reference_audio[name] = np.sum([reference_audio[s] for s in sources], axis=0)
+    shapes = {name: audio.shape for name, audio in reference_audio.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"references differ in shape (samples, channels): {shapes}")
+    return reference_audio
+
+
+def _estimate_audio(
+    estimates: Mapping[str, Any], names: list[str], shape: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """The estimates of ``names`` as float64 (samples, channels), cut or zero-padded to the
+    references' ``shape``; an estimate with other channels is a ValueError."""
+    num_samples, num_channels = shape
+    estimate_audio = {}
+    for name in names:
+        audio = _as_audio(estimates[name], f"estimate {name!r}")
+        if audio.shape[1] != num_channels:
+            raise ValueError(
+                f"estimate {name!r} has {audio.shape[1]} channel(s), its reference "
+                f"{num_channels}: give estimates with the references' channels"
+            )
+        estimate_audio[name] = fit_length(audio, num_samples)
+    return estimate_audio
+
+
+def _silent_targets(
+    names: list[str], references: dict[str, np.ndarray], estimates: dict[str, np.ndarray]
+) -> set[str]:
+    """The targets whose reference or estimate is silent over the whole track, each named
+    in a warning."""
+    silent = set()
+    for role, audio in (("reference", references), ("estimate", estimates)):
+        for index in silent_sources([audio[name] for name in names]):
+            if names[index] not in silent:
+                warnings.warn(
+                    f"{names[index]}: the {role} is silent (all zeros) over the whole "
+                    "track; its scores are NaN and the other targets are scored without "
+                    "it",
+                    stacklevel=5,
+                )
+            silent.add(names[index])
+    return silent
+
+
+def _bsseval_call(
+    names: list[str],
+    references: dict[str, np.ndarray],
+    estimates: dict[str, np.ndarray],
+    core: MetricsCore,
+    num_windows: int,
+) -> dict[str, dict[str, np.ndarray]]:
+    """One BSSEval call over ``names``: target -> metric -> (windows,) values; whole-track
+    silent targets are NaN and left out of the call."""
+    silent = _silent_targets(names, references, estimates)
+    scored = [name for name in names if name not in silent]
+    results = {
+        name: {m: np.full(num_windows, np.nan) for m in JSON_METRIC_ORDER} for name in silent
+    }
+    if scored:
+        values = core(
+            np.stack([references[name] for name in scored]),
+            np.stack([estimates[name] for name in scored]),
+        )
+        for index, name in enumerate(scored):
+            results[name] = {metric: values[metric][index] for metric in JSON_METRIC_ORDER}
+    return results
+
+
+def _frames(values: dict[str, np.ndarray], window: float, hop: float) -> list[dict[str, Any]]:
+    """museval's JSON frames of one target, values rounded as museval rounds them."""
+    return [
+        {
+            "time": index * hop,
+            "duration": window,
+            "metrics": {m: round_like_museval(float(values[m][index])) for m in JSON_METRIC_ORDER},
+        }
+        for index in range(len(values["SDR"]))
+    ]
+
+
+def _targets_in_musdb_order(
+    references: Mapping[str, Any],
+    reference_audio: dict[str, np.ndarray],
+    estimates: Mapping[str, Any],
+) -> list[str]:
+    """The targets with a reference and an estimate, in musdb's order then the references';
+    a warning names the estimates without a reference."""
+    order = list(MUSDB_TARGET_SOURCES) + [n for n in references if n not in MUSDB_TARGET_SOURCES]
+    unscored = [name for name in estimates if name not in reference_audio]
+    if unscored:
+        warnings.warn(f"estimates {unscored} have no reference and are not scored", stacklevel=3)
+    return [name for name in order if name in estimates and name in reference_audio]
+
+
+def _calls(eval_targets: list[str]) -> list[tuple[list[str], list[str]]]:
+    """The BSSEval calls eval_mus_track makes, as (targets scored together, targets whose
+    scores are kept): the stems, then vocals with accompaniment (see evaluate_track)."""
+    has_accompaniment = "vocals" in eval_targets and "accompaniment" in eval_targets
+    stems = [name for name in eval_targets if not (has_accompaniment and name == "accompaniment")]
+    calls = []
+    if len(stems) >= 2:
+        kept = [name for name in stems if not (name == "vocals" and has_accompaniment)]
+        calls.append((stems, kept))
+    elif not has_accompaniment:
+        warnings.warn(
+            f"only {stems} can be scored: BSSEval needs at least two targets, as in "
+            "museval.eval_mus_track; no scores for this track",
+            stacklevel=3,
+        )
+    if has_accompaniment:
+        calls.append((["vocals", "accompaniment"], ["vocals", "accompaniment"]))
+    return calls
+
+
 def evaluate_track(
     references: Mapping[str, Any],
     estimates: Mapping[str, Any],
@@ -75,7 +212,6 @@ def evaluate_track(
     hop: float = 1.0,
     sample_rate: int = 44100,
     device: torch.device | str | None = None,
-    calls: Sequence[int] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """BSSEval v4 scores of one track, as museval.eval_mus_track computes and stores them.
 
@@ -104,10 +240,6 @@ def evaluate_track(
         hop: hop between windows in seconds (museval: 1.0).
         sample_rate: of the stems, in Hz; windows are int(window * sample_rate) samples.
         device: torch device of the fast backend (the CPU, with numpy, when None).
-        calls: which of the (up to) two BSSEval calls to make: 0, the call over the stems;
-            1, vocals with accompaniment. None: both. The targets of separate calls,
-            concatenated in call order, are those of one call with both (processes can
-            share a track's work so).
 
     Returns:
         museval's JSON structure: {"targets": [{"name": str, "frames": [{"time": i * hop,
@@ -118,97 +250,16 @@ def evaluate_track(
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
     window_samples, hop_samples = int(window * sample_rate), int(hop * sample_rate)
-
-    reference_audio = {
-        name: _as_audio(audio, f"reference {name!r}") for name, audio in references.items()
-    }
-    for name, sources in MUSDB_TARGET_SOURCES.items():
-        derivable = len(sources) > 1 and all(source in reference_audio for source in sources)
-        if derivable and name not in reference_audio and name in estimates:
-            reference_audio[name] = np.sum([reference_audio[s] for s in sources], axis=0)
-    shapes = {name: audio.shape for name, audio in reference_audio.items()}
-    if len(set(shapes.values())) > 1:
-        raise ValueError(f"references differ in shape (samples, channels): {shapes}")
-
-    order = list(MUSDB_TARGET_SOURCES) + [n for n in references if n not in MUSDB_TARGET_SOURCES]
-    eval_targets = [name for name in order if name in estimates and name in reference_audio]
-    unscored = [name for name in estimates if name not in reference_audio]
-    if unscored:
-        warnings.warn(f"estimates {unscored} have no reference and are not scored", stacklevel=2)
+    reference_audio = _reference_audio(references, estimates)
+    eval_targets = _targets_in_musdb_order(references, reference_audio, estimates)
     if not eval_targets:
         return {"targets": []}
-
-    num_samples, num_channels = next(iter(shapes.values()))
-    estimate_audio = {}
-    for name in eval_targets:
-        audio = _as_audio(estimates[name], f"estimate {name!r}")
-        if audio.shape[1] != num_channels:
-            raise ValueError(
-                f"estimate {name!r} has {audio.shape[1]} channel(s), its reference "
-                f"{num_channels}: give estimates with the references' channels"
-            )
-        estimate_audio[name] = _fit_length(audio, num_samples)
-
+    shape = next(iter(reference_audio.values())).shape
+    estimate_audio = _estimate_audio(estimates, eval_targets, shape)
     core = _metrics_core(backend, window_samples, hop_samples, device)
-    num_windows = number_of_windows(num_samples, window_samples, hop_samples)
-
-    def score(names: list[str]) -> dict[str, dict[str, np.ndarray]]:
-        """One BSSEval call over `names`; whole-track silent targets are NaN, left out."""
-        silent = set()
-        for role, audio in (("reference", reference_audio), ("estimate", estimate_audio)):
-            for index in silent_sources([audio[name] for name in names]):
-                if names[index] not in silent:
-                    warnings.warn(
-                        f"{names[index]}: the {role} is silent (all zeros) over the whole "
-                        "track; its scores are NaN and the other targets are scored without "
-                        "it",
-                        stacklevel=3,
-                    )
-                silent.add(names[index])
-        scored = [name for name in names if name not in silent]
-        results = {
-            name: {m: np.full(num_windows, np.nan) for m in JSON_METRIC_ORDER} for name in silent
-        }
-        if scored:
-            values = core(
-                np.stack([reference_audio[name] for name in scored]),
-                np.stack([estimate_audio[name] for name in scored]),
-            )
-            for index, name in enumerate(scored):
-                results[name] = {metric: values[metric][index] for metric in JSON_METRIC_ORDER}
-        return results
-
-    def frames(values: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-        return [
-            {
-                "time": index * hop,
-                "duration": window,
-                "metrics": {
-                    m: _round_like_museval(float(values[m][index])) for m in JSON_METRIC_ORDER
-                },
-            }
-            for index in range(len(values["SDR"]))
-        ]
-
+    num_windows = number_of_windows(shape[0], window_samples, hop_samples)
     targets = []
-    has_accompaniment = "vocals" in eval_targets and "accompaniment" in eval_targets
-    if has_accompaniment:
-        eval_targets.remove("accompaniment")
-    stems_call = calls is None or 0 in calls
-    pair_call = has_accompaniment and (calls is None or 1 in calls)
-    if stems_call and len(eval_targets) >= 2:
-        results = score(eval_targets)
-        for name in eval_targets:
-            if not (name == "vocals" and has_accompaniment):
-                targets.append({"name": name, "frames": frames(results[name])})
-    elif stems_call and not has_accompaniment:
-        warnings.warn(
-            f"only {eval_targets} can be scored: BSSEval needs at least two targets, as in "
-            "museval.eval_mus_track; no scores for this track",
-            stacklevel=2,
-        )
-    if pair_call:
-        results = score(["vocals", "accompaniment"])
-        for name in ("vocals", "accompaniment"):
-            targets.append({"name": name, "frames": frames(results[name])})
+    for names, kept in _calls(eval_targets):
+        results = _bsseval_call(names, reference_audio, estimate_audio, core, num_windows)
+        targets += [{"name": name, "frames": _frames(results[name], window, hop)} for name in kept]
     return {"targets": targets}
