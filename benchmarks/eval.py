@@ -1,19 +1,22 @@
-"""sepkit eval against museval, in one run: the BSSEval core, then a whole toy test set.
+"""``sepkit eval workers=2`` against museval's ``eval_mus_track`` loop on real-length songs.
 
-    PYTHONPATH=. python benchmarks/eval.py                  # 60 s core, then the toy test set
-    PYTHONPATH=. python benchmarks/eval.py --seconds 30 --workers 2
+    PYTHONPATH=. python benchmarks/eval.py                       # 4 songs of 3 minutes
+    PYTHONPATH=. python benchmarks/eval.py --tracks 2 --minutes 1 --workers 2
 
-1. The core (benchmarks/eval_core.py): museval.evaluate and sepkit's bss_eval_v4 on the same
-   60 s of four stereo 44.1 kHz estimates, in one process held to one thread.
-2. A whole test set: the generated toy set's test split (3 songs of 10 s, four stereo stems;
-   ``--toy-*`` choose another), with imperfect estimates written to disk as a user's
-   separation would be, scored by museval's own loop (``museval.eval_mus_dir``: musdb reads
-   the references, ``eval_mus_track`` scores each track and writes its JSON) and by the
-   ``sepkit eval estimates=... workers=N`` command, start-up included, without its mixture
-   baseline (museval has none). Prints both wall-clock times, the ratio (also of the
-   scoring phase alone: start-up and reports, ~0.8 s, weigh on a set this short), and the
-   largest difference between the two sets of JSON scores. ``--toy-seconds 60`` scores
-   songs of a more realistic length.
+sepkit's toy generator writes a test set of ``--tracks`` songs of ``--minutes`` each (four
+stereo 44.1 kHz stems, MUSDB18's WAV layout) into a temporary folder, and imperfect
+estimates of every song (filtered, leaking the other stems, plus noise, and their
+accompaniment) as a user's separation would write them. Both sides then score them from
+disk, start-up included:
+
+- museval: musdb lists the test set, and for each track the estimates are read and
+  ``museval.eval_mus_track`` scores them and writes the track's JSON (what
+  ``museval.eval_mus_dir`` does);
+- sepkit: the ``sepkit eval estimates=... workers=N baseline=false`` command in a fresh
+  interpreter (museval has no mixture baseline).
+
+Prints both wall-clock times, their ratio and the largest difference between the two sets
+of JSON scores, over every track, target, window and metric.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPOSITORY = HERE.parent
+TRAIN_TRACKS, TRAIN_SECONDS = 1, 1.0  # the toy set needs a training split; unused here
 
 
 def write_estimates(tracks, folder: Path) -> None:
@@ -75,63 +79,86 @@ def largest_difference(ours: Path, theirs: Path) -> tuple[float, int]:
     return largest, compared
 
 
-def whole_test_set(arguments: argparse.Namespace) -> None:
+def museval_loop(root: Path, estimates: Path, out: Path) -> float:
+    """museval's own loop over the test set; its seconds."""
+    started = time.perf_counter()
     import musdb
     import museval
+    import soundfile
 
-    from sepkit.data.toy import ToyMUSDB
+    database = musdb.DB(root=str(root), subsets="test", is_wav=True)
+    for track in database.tracks:
+        folder = estimates / "test" / track.name
+        user_estimates = {
+            path.stem: soundfile.read(path, always_2d=True)[0]
+            for path in sorted(folder.glob("*.wav"))
+        }
+        museval.eval_mus_track(track, user_estimates, output_dir=str(out))
+    return time.perf_counter() - started
 
-    toy_options = {"nb_test_tracks": arguments.toy_tracks, "test_duration": arguments.toy_seconds}
-    data = ToyMUSDB(**toy_options)
-    tracks = data.test_tracks()
-    with tempfile.TemporaryDirectory(prefix="sepkit-eval-benchmark-") as scratch:
-        scratch = Path(scratch)
-        write_estimates(tracks, scratch / "estimates")
 
-        started = time.perf_counter()
-        database = musdb.DB(root=str(data.root), subsets="test", is_wav=True)
-        museval.eval_mus_dir(database, str(scratch / "estimates"), str(scratch / "museval"))
-        museval_seconds = time.perf_counter() - started
-
-        overrides = [f"dataset.{key}={value}" for key, value in toy_options.items()]
-        command = [
-            sys.executable, "-m", "sepkit", "eval", f"estimates={scratch / 'estimates'}",
-            "dataset=toy", *overrides, f"workers={arguments.workers}", "baseline=false",
-            "progress=false", f"out_dir={scratch / 'sepkit'}",
-        ]  # fmt: skip
-        environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
-        started = time.perf_counter()
-        subprocess.run(command, check=True, env=environment, stdout=subprocess.DEVNULL)
-        sepkit_seconds = time.perf_counter() - started
-
-        largest, compared = largest_difference(scratch / "sepkit", scratch / "museval")
-        description = json.loads((scratch / "sepkit" / "evaluation.json").read_text())
-        scoring_seconds = description["seconds"]
-    duration = sum(track.duration for track in tracks)
-    print(
-        f"toy test set ({len(tracks)} songs, {duration:g} s, 4 stereo stems + accompaniment): "
-        f"museval.eval_mus_dir {museval_seconds:.1f} s, `sepkit eval workers="
-        f"{arguments.workers}` {sepkit_seconds:.1f} s (start-up and reports included; "
-        f"{scoring_seconds:.1f} s scoring), ratio {museval_seconds / sepkit_seconds:.1f}x "
-        f"({museval_seconds / scoring_seconds:.1f}x scoring only), largest difference "
-        f"{largest:.1e} dB over {compared} values",
-        flush=True,
-    )
+def sepkit_command(root: Path, estimates: Path, out: Path, arguments: argparse.Namespace) -> float:
+    """``sepkit eval`` in a fresh interpreter, as a user runs it; its seconds."""
+    toy = {
+        "root": root,
+        "nb_train_tracks": TRAIN_TRACKS,
+        "train_duration": TRAIN_SECONDS,
+        "nb_test_tracks": arguments.tracks,
+        "test_duration": 60 * arguments.minutes,
+    }
+    command = [
+        sys.executable, "-m", "sepkit", "eval", f"estimates={estimates}", "dataset=toy",
+        *(f"dataset.{key}={value}" for key, value in toy.items()),
+        f"workers={arguments.workers}", "baseline=false", "progress=false", f"out_dir={out}",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=environment, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=60.0, help="core: track length")
+    parser.add_argument("--tracks", type=int, default=4, help="test songs")
+    parser.add_argument("--minutes", type=float, default=3.0, help="length of each song")
     parser.add_argument("--workers", type=int, default=2, help="sepkit eval workers=")
-    parser.add_argument("--toy-tracks", type=int, default=3, help="toy test songs")
-    parser.add_argument("--toy-seconds", type=float, default=10.0, help="toy test song length")
-    parser.add_argument("--skip-core", action="store_true", help="only the whole test set")
     arguments = parser.parse_args()
-    if not arguments.skip_core:
-        # one process held to one thread, as eval_core.py runs each thread count
-        command = [sys.executable, str(HERE / "eval_core.py"), "--seconds", str(arguments.seconds)]
-        subprocess.run([*command, "--threads", "1"], check=True)
-    whole_test_set(arguments)
+
+    from sepkit.data.toy import ToyMUSDB
+
+    with tempfile.TemporaryDirectory(prefix="sepkit-eval-benchmark-") as scratch:
+        scratch = Path(scratch)
+        started = time.perf_counter()
+        data = ToyMUSDB(
+            root=str(scratch / "toy"),
+            nb_train_tracks=TRAIN_TRACKS,
+            train_duration=TRAIN_SECONDS,
+            nb_test_tracks=arguments.tracks,
+            test_duration=60 * arguments.minutes,
+        )
+        tracks = data.test_tracks()
+        write_estimates(tracks, scratch / "estimates")
+        print(
+            f"test set and estimates written in {time.perf_counter() - started:.0f} s", flush=True
+        )
+
+        sepkit_seconds = sepkit_command(
+            data.root, scratch / "estimates", scratch / "sepkit", arguments
+        )
+        print(f"`sepkit eval workers={arguments.workers}`: {sepkit_seconds:.1f} s", flush=True)
+        museval_seconds = museval_loop(data.root, scratch / "estimates", scratch / "museval")
+        print(f"museval eval_mus_track loop: {museval_seconds:.1f} s", flush=True)
+
+        largest, compared = largest_difference(scratch / "sepkit", scratch / "museval")
+        description = json.loads((scratch / "sepkit" / "evaluation.json").read_text())
+    print(
+        f"{len(tracks)} songs of {arguments.minutes:g} min (4 stereo stems + accompaniment): "
+        f"museval {museval_seconds:.1f} s, `sepkit eval workers={arguments.workers}` "
+        f"{sepkit_seconds:.1f} s (start-up and reports included; {description['seconds']:.1f} s "
+        f"scoring), ratio {museval_seconds / sepkit_seconds:.1f}x, largest difference "
+        f"{largest:.1e} dB over {compared} values; load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
