@@ -309,6 +309,8 @@ def _targets_in_group(group: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for path in sorted((config_dir() / group).glob("*.yaml")):
         content = yaml.safe_load(path.read_text()) or {}
+        if isinstance(content, dict) and "_target_" not in content:
+            content = content.get(group)  # a `# @package _global_` option (a model's loss)
         target = content.get("_target_") if isinstance(content, dict) else None
         if target:
             found[target.rsplit(".", 1)[-1]] = target

@@ -41,3 +41,22 @@ def song(seconds: float, channels: int = 2, rate: int = RATE, seed: int = 0) -> 
     bursts = 0.2 * np.exp(-(t % 0.5) / 0.05) * rng.standard_normal(t.shape)
     pans = rng.uniform(0.5, 1.0, size=(2, channels))
     return (tones[:, None] * pans[0] + bursts[:, None] * pans[1]).astype(np.float32)
+
+
+# Overrides that shrink each model config to a few thousand weights for the contract test
+# (tests/test_model_contract.py), by file name in configs/model/; a model without a row is
+# tested at its default size.
+SMALL_MODELS = {
+    "openunmix": ["model.hidden_size=16", "model.nb_layers=1", "model.n_fft=512",
+                  "model.hop_length=128", "model.bandwidth=null"],
+    "mask_inference": ["model.hidden_size=8", "model.nb_layers=1", "model.dropout=0.0"],
+    "deep_clustering": ["model.hidden_size=8", "model.nb_layers=1", "model.dropout=0.0"],
+    "chimera": ["model.hidden_size=8", "model.nb_layers=1", "model.dropout=0.0"],
+    "unet": ["model.n_fft=512", "model.hop_length=128", "model.max_bin=128",
+             "model.patch_frames=64", "model.channels=[4,4,4,4,4,4]"],
+    "tasnet": ["model.filters=16", "model.hidden_size=16", "model.layers=2"],
+    "convtasnet": ["model.filters=16", "model.bottleneck_channels=8", "model.skip_channels=8",
+                   "model.hidden_channels=16", "model.layers=2", "model.repeats=1"],
+    "waveunet": ["model.levels=3", "model.extra_filters=4"],
+    "demucs": ["model.channels=4", "model.depth=3"],
+}  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import soundfile
@@ -249,6 +249,8 @@ class SeparationData:
     sample_rate: int
     targets: list[str]
     nb_channels: int
+    # each source has its place and name (music stems); the speech sets' speakers have none
+    ordered_sources: ClassVar[bool] = True
 
     def __init__(
         self,

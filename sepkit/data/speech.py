@@ -38,6 +38,8 @@ class SpeechMixtures(SeparationData):
             cache_dir).
     """
 
+    ordered_sources = False  # which speaker is s1 is arbitrary
+
     def __init__(
         self,
         *,

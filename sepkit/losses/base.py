@@ -19,6 +19,18 @@ class SeparationLoss(nn.Module, abc.ABC):
 
     reads: ClassVar[tuple[str, ...]] = ()
 
+    def fit_sources(self, ordered: bool) -> None:
+        """Prepare for the dataset's sources, before the first step: ``ordered`` when each
+        has its place and name (music stems), not when their order is arbitrary (speakers).
+        A ValueError saying why when this loss cannot train on them. By default a loss
+        compares each estimate with the source in its place, which needs ordered sources."""
+        if not ordered:
+            raise ValueError(
+                f"{type(self).__name__} compares each estimate with the source in its place, "
+                "but these sources have no order: use a permutation-invariant loss that "
+                "reads the model's outputs (a loss=pit_* or auto_pit_* option)"
+            )
+
     @abc.abstractmethod
     def forward(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
         """A scalar to minimise."""

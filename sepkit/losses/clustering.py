@@ -83,6 +83,9 @@ class DeepClusteringLoss(SeparationLoss):
         self.weighting = weighting
         self.silence_db = silence_db
 
+    def fit_sources(self, ordered: bool) -> None:
+        """Any sources: the affinities of the assignments do not depend on their order."""
+
     def bin_weights(self, mixture_spectrogram: Tensor) -> Tensor:
         """(batch, channels * freq * frames) weights from the complex mixture spectrogram
         (batch, channels, freq, frames)."""
@@ -121,6 +124,10 @@ class ChimeraLoss(SeparationLoss):
         self.mask_weight = mask_weight
         self.clustering_weight = clustering_weight
         self.reads = tuple(dict.fromkeys((*mask_loss.reads, *clustering_loss.reads)))
+
+    def fit_sources(self, ordered: bool) -> None:
+        self.mask_loss.fit_sources(ordered)
+        self.clustering_loss.fit_sources(ordered)
 
     def forward(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
         return self.mask_weight * self.mask_loss(

@@ -31,6 +31,9 @@ __all__ = [
 ]
 
 
+WHEN = ("always", "unordered")
+
+
 class PairwiseLoss(Protocol):
     """A loss that can score every estimate against every reference."""
 
@@ -62,10 +65,19 @@ class PermutationInvariantLoss(SeparationLoss):
     batch of the mean over sources of the pairwise loss under each example's best
     permutation. ``max_exhaustive_sources``: largest source count searched exhaustively
     (S! permutations); more sources use the Hungarian algorithm.
+
+    ``when``: ``always`` (the sources must have no order: PIT on named stems would let an
+    estimate stand for any of them) or ``unordered`` (permutation-invariant on sources
+    without order, e.g. speakers; on named stems each estimate is compared with its own
+    stem, the wrapped loss as it is). Training says which through ``fit_sources``.
     """
 
-    def __init__(self, loss: SeparationLoss, max_exhaustive_sources: int = 3) -> None:
+    def __init__(
+        self, loss: SeparationLoss, max_exhaustive_sources: int = 3, when: str = "always"
+    ) -> None:
         super().__init__()
+        if when not in WHEN:
+            raise ValueError(f"loss.when={when!r}: use one of {list(WHEN)}")
         if not callable(getattr(loss, "pairwise", None)):
             raise ValueError(
                 f"loss.loss={type(loss).__name__} has no pairwise(outputs, references) method: "
@@ -75,6 +87,16 @@ class PermutationInvariantLoss(SeparationLoss):
         self.loss = loss
         self.reads = tuple(loss.reads)
         self.max_exhaustive_sources = max_exhaustive_sources
+        self.when = when
+        self.permutes = True
+
+    def fit_sources(self, ordered: bool) -> None:
+        if ordered and self.when == "always":
+            raise ValueError(
+                "a permutation-invariant loss would let any estimate stand for any of these "
+                "named stems: use a loss that keeps their order (or loss.when=unordered)"
+            )
+        self.permutes = not ordered
 
     def pairwise(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
         """The wrapped loss's (batch, estimates, references) matrix."""
@@ -86,6 +108,8 @@ class PermutationInvariantLoss(SeparationLoss):
         return best_permutation(self.pairwise(outputs, references), self.max_exhaustive_sources)
 
     def forward(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
+        if not self.permutes:
+            return self.loss(outputs, references)
         pairwise = self.pairwise(outputs, references)
         permutation = best_permutation(pairwise, self.max_exhaustive_sources)
         return permuted_pairwise(pairwise, permutation).mean()

@@ -59,6 +59,9 @@ class SeparationModel(nn.Module, abc.ABC):
     """
 
     outputs: ClassVar[tuple[str, ...]] = ("waveforms",)
+    # whether estimate i is always target i; False for a model whose sources come out in no
+    # fixed order (clusters), which can separate speakers but cannot name stems
+    ordered_outputs: ClassVar[bool] = True
     # Seconds of audio separation gives the model at once unless told otherwise: longer
     # inputs are cut into overlapping segments of this length and cross-faded, so memory
     # does not grow with the input (sepkit.separate). Models that gain from long context

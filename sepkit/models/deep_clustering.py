@@ -90,6 +90,7 @@ class DeepClustering(SpectrogramModel):
     """
 
     outputs = ("embeddings", "mixture_spectrogram")
+    ordered_outputs = False  # k-means numbers its clusters arbitrarily
 
     def __init__(
         self,

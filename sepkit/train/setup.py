@@ -44,6 +44,23 @@ def check_compatible(model: SeparationModel, data: Any, loss: Any) -> None:
             f"loss {type(loss).__name__} reads {missing} but model {model.name} outputs "
             f"{list(model.outputs)}: choose a loss that reads what the model outputs"
         )
+    check_source_order(model, data, loss)
+
+
+def check_source_order(model: SeparationModel, data: Any, loss: Any) -> None:
+    """Fit the loss to whether the dataset's sources have an order (named stems) or not
+    (speakers); a SepkitError naming the pair when the model or the loss cannot train on
+    them."""
+    pair = f"model {model.name} on dataset {type(data).__name__} (targets {data.targets})"
+    if data.ordered_sources and not model.ordered_outputs:
+        raise SepkitError(
+            f"{pair}: the model's estimates come in no fixed order, so they cannot be the "
+            "named stems; train it on a speech dataset"
+        )
+    try:
+        loss.fit_sources(data.ordered_sources)
+    except ValueError as error:
+        raise SepkitError(f"{pair} with loss {type(loss).__name__}: {error}") from None
 
 
 def prepare_statistics(
