@@ -155,6 +155,9 @@ class EvalConfig(SeparationSettings):
     # a folder of stems already separated: <dir>/<track>/<target>.wav (sepkit separate's
     # layout) or <dir>/test/<track>/<target>.wav (museval's)
     estimates: str | None = None
+    # sigsep's oracle estimates from the true stems instead of a model: irm1, irm2 (ideal
+    # ratio masks of magnitudes, of power), ibm (ideal binary mask) or mixture
+    oracle: str | None = None
     tracks: list[str] | None = None  # test tracks to score, e.g. ["Song A"]; null: all
     out_dir: str = "runs/eval"
     overwrite: bool = False  # false: refuse an out_dir that already holds an evaluation

@@ -15,6 +15,7 @@ from sepkit.data.speech import SpeechMixtures
 from sepkit.errors import SepkitError
 from sepkit.evaluate.audio import reference_sources
 from sepkit.evaluate.estimates import derivable_targets, find_estimate_files, scored_stems
+from sepkit.evaluate.oracle import ORACLES
 from sepkit.evaluate.reports import MIXTURE, Evaluation
 
 __all__ = ["Plan", "make_plan"]
@@ -24,7 +25,8 @@ __all__ = ["Plan", "make_plan"]
 class Plan:
     """What an evaluation scores: ``sources`` are the tracks' references and mixtures
     (reference_sources), ``scored`` the targets scored, ``method`` the estimates' name in
-    the reports; either ``estimate_files`` (track -> target -> file) or a ``separator``."""
+    the reports; ``estimate_files`` (track -> target -> file), a ``separator`` or an
+    ``oracle`` method (sepkit.evaluate.oracle)."""
 
     data: Any
     tracks: list[Any]
@@ -34,6 +36,7 @@ class Plan:
     method: str
     estimate_files: dict[str, dict[str, Path]] | None = None
     separator: Any = None
+    oracle: str | None = None
 
 
 def _metric_set(choice: str, data: Any) -> str:
@@ -58,6 +61,8 @@ def _chosen_tracks(tracks: list[Any], names: Sequence[str] | None) -> list[Any]:
 def _method_name(cfg: Any) -> str:
     if cfg.name:
         name = str(cfg.name)
+    elif cfg.oracle:
+        name = ORACLES[cfg.oracle].name
     elif cfg.estimates:
         folder = Path(cfg.estimates).expanduser().resolve()
         name = folder.parent.name if folder.name == "test" else folder.name
@@ -96,12 +101,16 @@ def make_plan(cfg: Any, choice: str, compared: Sequence[Evaluation]) -> Plan:
     names = [track.name for track in tracks]
     _check_compared(compared, metrics, names)
     plan = Plan(data, tracks, metrics, reference_sources(data, tracks), [], _method_name(cfg))
+    derived = [] if metrics == "speech" else derivable_targets(data)
     if cfg.estimates:
-        optional = [] if metrics == "speech" else derivable_targets(data)
         plan.estimate_files = find_estimate_files(
-            Path(cfg.estimates), names, list(data.targets), optional, data.sample_rate
+            Path(cfg.estimates), names, list(data.targets), derived, data.sample_rate
         )
         plan.scored = list(data.targets)
+    elif cfg.oracle:
+        plan.oracle = cfg.oracle
+        # museval's eval_mus_track scores the accompaniment beside the stems
+        plan.scored = [*data.targets, *(name for name in derived if name == "accompaniment")]
     else:
         from sepkit.separate import separator_from_config  # imports torch: only for a model
 

@@ -25,6 +25,7 @@ from sepkit.errors import SepkitError
 from sepkit.evaluate.audio import AudioSource, read_signal
 from sepkit.evaluate.device import scoring_device
 from sepkit.evaluate.estimates import DERIVED_TARGETS
+from sepkit.evaluate.oracle import ORACLES, oracle_track_estimates
 from sepkit.evaluate.plan import Plan, make_plan
 from sepkit.evaluate.pool import ScoringPool
 from sepkit.evaluate.reports import (
@@ -62,7 +63,7 @@ class _Settings:
 
 def _check_config(cfg: Any) -> None:
     """One-line errors for settings that cannot work, before anything is read."""
-    given = [key for key in ("checkpoint", "pretrained", "estimates") if cfg[key]]
+    given = [key for key in ("checkpoint", "pretrained", "estimates", "oracle") if cfg[key]]
     if len(given) > 1:
         raise SepkitError(
             f"{' and '.join(f'{k}={cfg[k]}' for k in given)}: choose one thing to evaluate"
@@ -71,6 +72,8 @@ def _check_config(cfg: Any) -> None:
         raise SepkitError(f"workers={cfg.workers}: use 1 (score here) or more processes")
     if cfg.window <= 0 or cfg.hop <= 0:
         raise SepkitError(f"window={cfg.window}, hop={cfg.hop}: use positive seconds")
+    if cfg.oracle and cfg.oracle not in ORACLES:
+        raise SepkitError(f"oracle={cfg.oracle}: choose one of {', '.join(ORACLES)}")
     if cfg.estimates and not Path(cfg.estimates).expanduser().is_dir():
         raise SepkitError(f"estimates={cfg.estimates}: no such folder")
 
@@ -146,6 +149,12 @@ def _track_jobs(plan: Plan, settings: _Settings, scratch: Path) -> Iterator[Trac
         estimates: dict[str, AudioSource | np.ndarray]
         if plan.estimate_files is not None:
             estimates = {k: AudioSource(v) for k, v in plan.estimate_files[track.name].items()}
+        elif plan.oracle is not None:
+            estimates = oracle_track_estimates(
+                plan.oracle, references, mixture, data.nb_channels, plan.scored
+            )
+            if write_stems:
+                estimates = _written(estimates, scratch / track.name, data.sample_rate)
         else:
             estimates = _separated(plan, track.name, references, mixture)
             if write_stems:
@@ -255,6 +264,8 @@ def _written(stems: dict[str, np.ndarray], folder: Path, sample_rate: int) -> di
 def _what_was_evaluated(cfg: Any) -> str:
     if cfg.estimates:
         return f"estimates {Path(cfg.estimates).expanduser()}"
+    if cfg.oracle:
+        return f"oracle {cfg.oracle}: sigsep's oracle from the true stems (STFT 4096/1024, Hann)"
     if cfg.checkpoint:
         return f"checkpoint {Path(cfg.checkpoint).expanduser()}"
     from sepkit.separate import DEFAULT_PRETRAINED  # loaded already: the model was built
