@@ -21,7 +21,7 @@ from sepkit.checkpoint import load_weights, save_checkpoint
 from sepkit.devices import autocast, autocast_dtype, select_device
 from sepkit.errors import Interrupted, SepkitError
 from sepkit.models.base import SeparationModel
-from sepkit.train.processes import Distributed, StopSignals, derived_seed
+from sepkit.train.processes import Distributed, StopSignals, derived_seed, parse_duration
 from sepkit.train.sampling import data_loaders
 from sepkit.train.setup import check_compatible, prepare_statistics
 from sepkit.train.state import TrainingState, plot_losses, resumable_checkpoint, write_metrics
@@ -58,6 +58,8 @@ class Trainer:
     ) -> None:
         self.cfg, self.trainer, self.run_dir = cfg, cfg.trainer, run_dir
         self.distributed, self.device, self.signals = distributed, device, signals
+        self.max_seconds = parse_duration(self.trainer.max_time, "trainer.max_time")
+        self.deadline = math.inf
         if self.trainer.threads:
             torch.set_num_threads(self.trainer.threads)
         self.last_path = run_dir / "checkpoints" / "last.pt"
@@ -172,7 +174,11 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> Path:
+        """Train until the last epoch, early stopping or the time budget; the best
+        checkpoint (last.pt while no epoch has been validated)."""
         state = self.state
+        if self.max_seconds is not None:
+            self.deadline = time.monotonic() + self.max_seconds
         self.writer = None
         if self.distributed.is_main:
             from torch.utils.tensorboard import SummaryWriter  # heavy: the main process only
@@ -187,6 +193,8 @@ class Trainer:
         finally:
             if self.writer is not None:
                 self.writer.close()
+        if state.best_epoch == 0:
+            return self.last_path
         if self.distributed.is_main:
             log.info(
                 "best validation loss %.5f at epoch %d: %s",
@@ -197,12 +205,14 @@ class Trainer:
         return self.best_path
 
     def _epoch(self) -> bool:
-        """Train and validate one epoch; False when early stopping ends the run."""
+        """Train and validate one epoch; False when early stopping or the time budget
+        ends the run."""
         state = self.state
         epoch = state.epoch + 1
         started = time.perf_counter() - state.partial_seconds
         self.loaders.sampler.set_epoch(epoch, skip_batches=state.step)
-        self._train_steps(epoch, started)
+        if not self._train_steps(epoch, started):
+            return False
         train_total, train_count = self.distributed.sum(
             [state.partial_loss, float(state.partial_count)], self.device
         )
@@ -269,9 +279,27 @@ class Trainer:
         same step, or the next collective operation would wait forever)."""
         return self.distributed.any(self.signals.received or 0, self.device) or None
 
-    def _train_steps(self, epoch: int, started: float) -> None:
+    def _out_of_time(self, epoch: int, started: float) -> bool:
+        """True when the time budget is spent (agreed by every process), after saving the
+        position as a stop signal does."""
+        if not self.distributed.any(int(time.monotonic() >= self.deadline), self.device):
+            return False
+        self._save_position(started)
+        if self.distributed.is_main:
+            log.info(
+                "time budget trainer.max_time=%s reached in epoch %d after %d steps; the "
+                "position is saved in %s: continue with resume=%s",
+                self.trainer.max_time,
+                epoch,
+                self.state.step,
+                self.last_path,
+                self.run_dir,
+            )
+        return True
+
+    def _train_steps(self, epoch: int, started: float) -> bool:
         """The epoch's remaining batches; running sums go into the state, so that an
-        interruption saves them with the position."""
+        interruption saves them with the position. False when the time budget ran out."""
         trainer, state, device = self.trainer, self.state, self.device
         self.network.train()
         nonfinite_in_a_row = 0
@@ -310,6 +338,10 @@ class Trainer:
             stop = self._stop_requested()
             if stop is not None:
                 self._interrupt(stop, epoch, started)
+            if self.max_seconds is not None and self._out_of_time(epoch, started):
+                bar.close()
+                return False
+        return True
 
     def _step(self, mixture: torch.Tensor, sources: torch.Tensor) -> float | None:
         """One optimisation step; the loss, or None when it (or the gradient) was not
@@ -334,12 +366,16 @@ class Trainer:
         self.scaler.update()
         return value
 
-    def _interrupt(self, signal_number: int, epoch: int, started: float) -> None:
-        name = signal.Signals(signal_number).name
+    def _save_position(self, started: float) -> None:
+        """last.pt at the current step of an unfinished epoch, for resume."""
         self.state.partial_seconds = time.perf_counter() - started
         if self.distributed.is_main:
             self.save(self.last_path)
         self.distributed.barrier()
+
+    def _interrupt(self, signal_number: int, epoch: int, started: float) -> None:
+        name = signal.Signals(signal_number).name
+        self._save_position(started)
         raise Interrupted(
             f"stopped by {name} in epoch {epoch} after {self.state.step} steps; the position "
             f"is saved in {self.last_path}: continue with resume={self.run_dir}",

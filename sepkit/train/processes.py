@@ -3,7 +3,9 @@ ask it to stop."""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import signal
 import threading
 from dataclasses import dataclass
@@ -12,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as torch_distributed
+
+from sepkit.errors import SepkitError
 
 
 @dataclass
@@ -104,3 +108,26 @@ class StopSignals:
     def __exit__(self, *exc: Any) -> None:
         for number, handler in self.previous.items():
             signal.signal(number, handler)
+
+
+DURATION_FORMS = '"90s", "10m", "2h", "1h30m" or a number of seconds'
+_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s)?")
+
+
+def parse_duration(value: Any, key: str) -> float | None:
+    """Seconds in ``value`` (None stays None): a number of seconds, or hours, minutes and
+    seconds as ``1h30m``, ``10m``, ``90s``; a one-line SepkitError naming ``key`` else."""
+    if value is None:
+        return None
+    text = str(value).strip().lower().replace(" ", "")
+    try:
+        seconds = float(text)
+    except ValueError:
+        match = _DURATION.fullmatch(text)
+        seconds = math.nan
+        if text and match is not None:
+            hours, minutes, rest = (float(part or 0) for part in match.groups())
+            seconds = 3600 * hours + 60 * minutes + rest
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise SepkitError(f"{key}={value}: not a positive duration; give {DURATION_FORMS}")
+    return seconds
