@@ -1,0 +1,149 @@
+"""One quality table for every model config, measured by ``sepkit eval``.
+
+Every file in ``configs/model/`` is trained on the toy music set and on the toy speech set
+(where the pair is valid: ``sepkit train`` refuses the others with one line, shown in the
+table) for the same wall-clock budget (``trainer.max_time``), with the model's toy recipe
+where one exists (the experiment that overrides ``/model`` to it and ``/dataset`` to the
+toy set), then scored on the toy test set: median SDR per target for music, SI-SDRi for
+speech, beside the ideal ratio mask (``oracle=irm1``, the ceiling) and the mixture (the
+floor), with each model's ratio to IRM1.
+
+    PYTHONPATH=. python benchmarks/quality.py                       # 10 minutes a model
+    PYTHONPATH=. python benchmarks/quality.py --minutes 2 --models openunmix demucs
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CONFIGS = REPOSITORY / "configs"
+DATASETS = {"toy": "SDR", "toy_speech": "SI-SDRi"}  # the metric a table reports per set
+
+
+def sepkit(*arguments: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sepkit", *arguments]
+    print("$ sepkit " + " ".join(arguments), flush=True)
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY)
+
+
+def toy_recipe(model: str, dataset: str) -> str | None:
+    """The experiment that trains ``model`` on ``dataset`` (found from its defaults list)."""
+    for path in sorted((CONFIGS / "experiment").glob("*.yaml")):
+        defaults = yaml.safe_load(path.read_text()).get("defaults") or []
+        overrides = {
+            key.removeprefix("override /"): value
+            for entry in defaults
+            if isinstance(entry, dict)
+            for key, value in entry.items()
+        }
+        if overrides.get("model") == model and overrides.get("dataset") == dataset:
+            return path.stem
+    return None
+
+
+def scores(run: Path, metric: str) -> dict[str, dict[str, float]]:
+    """method -> target -> the median over tracks of ``metric`` in a results.csv."""
+    values: dict[str, dict[str, list[float]]] = {}
+    with open(run / "results.csv", newline="") as file:
+        for row in csv.DictReader(file):
+            if row["metric"] == metric:
+                values.setdefault(row["method"], {}).setdefault(row["target"], [])
+                values[row["method"]][row["target"]].append(float(row["value"]))
+    return {
+        method: {target: statistics.median(v) for target, v in by_target.items()}
+        for method, by_target in values.items()
+    }
+
+
+def train_and_score(model: str, dataset: str, minutes: float, out: Path) -> dict | str:
+    """The model's scores on ``dataset`` after ``minutes`` of training, or why it did not run."""
+    run = out / f"{model}-{dataset}"
+    recipe = toy_recipe(model, dataset)
+    chosen = [f"experiment={recipe}"] if recipe else [f"model={model}", f"dataset={dataset}"]
+    trained = sepkit(
+        "train",
+        *chosen,
+        f"trainer.max_time={minutes * 60:g}",
+        "trainer.epochs=100000",
+        "trainer.patience=null",
+        f"hydra.run.dir={run}",
+    )
+    if trained.returncode != 0:
+        return (trained.stderr.strip().splitlines() or ["no message"])[-1]
+    metric = DATASETS[dataset]
+    scored = sepkit(
+        "eval", f"checkpoint={run}", f"dataset={dataset}", f"out_dir={run}/eval", "name=model"
+    )
+    if scored.returncode != 0:
+        return (scored.stderr.strip().splitlines() or ["no message"])[-1]
+    return scores(run / "eval", metric).get("model", {})
+
+
+def oracle(dataset: str, out: Path) -> dict[str, dict[str, float]]:
+    """IRM1 and the mixture on ``dataset``'s test set."""
+    run = out / f"oracle-{dataset}"
+    result = sepkit("eval", "oracle=irm1", f"dataset={dataset}", f"out_dir={run}")
+    if result.returncode != 0:
+        raise SystemExit(result.stderr)
+    found = scores(run, DATASETS[dataset])
+    return {"IRM1": found["IRM1"], "mixture": found["mixture"]}
+
+
+def table(dataset: str, rows: dict[str, dict | str], ceiling: dict) -> str:
+    # the targets the models separate (the oracle also scores musdb's accompaniment)
+    separated = {
+        target for result in rows.values() if isinstance(result, dict) for target in result
+    }
+    targets = [target for target in ceiling["IRM1"] if target in separated] or list(ceiling["IRM1"])
+    metric = DATASETS[dataset]
+    lines = [
+        f"| {dataset}: {metric} (dB) | " + " | ".join(targets) + " | ratio to IRM1 |",
+        "|---|" + "---:|" * (len(targets) + 1),
+    ]
+    for name in ("IRM1", "mixture"):
+        cells = " | ".join(f"{ceiling[name][t]:.2f}" for t in targets)
+        lines.append(f"| {name} (oracle) | {cells} | |")
+    for model, result in rows.items():
+        if isinstance(result, str):
+            lines.append(f"| {model} | {result} |" + " |" * len(targets))
+            continue
+        cells = " | ".join(f"{result.get(t, float('nan')):.2f}" for t in targets)
+        ratios = ", ".join(
+            f"{result.get(t, float('nan')) / ceiling['IRM1'][t]:.0%}"
+            for t in targets
+            if metric == "SI-SDRi" or ceiling["IRM1"][t] > 0
+        )
+        lines.append(f"| {model} | {cells} | {ratios} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget a model")
+    parser.add_argument("--models", nargs="*", help="model configs (default: all)")
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--out", type=Path, default=REPOSITORY / "runs" / "quality")
+    arguments = parser.parse_args()
+    models = arguments.models or sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out = arguments.out / stamp
+    print(f"{datetime.date.today()}: {arguments.minutes:g} minutes a model, runs in {out}")
+    for dataset in arguments.datasets:
+        ceiling = oracle(dataset, out)
+        rows = {model: train_and_score(model, dataset, arguments.minutes, out) for model in models}
+        print()
+        print(table(dataset, rows, ceiling))
+        print()
+
+
+if __name__ == "__main__":
+    main()
