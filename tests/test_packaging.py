@@ -83,9 +83,8 @@ def test_public_names_of_models_losses_and_blocks_resolve():
 
 
 def test_eval_hands_out_tracks_without_importing_torch():
-    # `sepkit eval workers=N` lists the tracks while the scoring processes' fork server
-    # imports torch (seconds): the command line, configs, datasets and evaluation plan
-    # must not import it themselves
+    # scoring stems on disk needs no torch (importing it takes seconds): the command line,
+    # configs, datasets and evaluation plan must not import it themselves
     code = (
         "import sys\n"
         "import sepkit.cli, sepkit.config, sepkit.data, sepkit.evaluate.run\n"
