@@ -63,6 +63,9 @@ class TrainerConfig:
     # wall-clock budget of this invocation ("90s", "10m", "2h", "1h30m" or seconds): stop
     # after the step that reaches it, position saved in last.pt for resume=; null: none
     max_time: str | None = None
+    # gradient accumulation: batches per optimizer step (steps_per_epoch counts optimizer
+    # steps, each of accumulate * batch_size items)
+    accumulate: int = 1
 
 
 @dataclass

@@ -72,3 +72,112 @@ def test_max_time_stops_after_a_step_with_last_pt_and_resume_finishes_the_run(tm
         torch.testing.assert_close(resumed_weights[name], value, rtol=0, atol=0)
     rows = list(csv.DictReader((stopped / "metrics.csv").open()))
     assert [int(row["epoch"]) for row in rows] == [1]
+
+
+# -- trainer.accumulate --------------------------------------------------------------------
+
+# Conv-TasNet with global layer norm: nothing in it depends on the other items of a batch
+# (without the skip path, whose last block leaves a residual convolution unused, which DDP
+# refuses unless told to look for unused parameters)
+SMALL_CONVTASNET = [
+    "model=convtasnet", "model.filters=16", "model.bottleneck_channels=8",
+    "model.skip_channels=null", "model.hidden_channels=16", "model.layers=2",
+    "model.repeats=1", "model.norm=global",
+]  # fmt: skip
+TINY_TOY = [option for option in TINY_TRAINING if option.startswith("dataset.")]
+
+
+def _trainer(run_dir: Path, *overrides: str):
+    """A Trainer as ``sepkit train <overrides>`` builds it, in this process."""
+    from hydra import compose, initialize_config_dir
+
+    from sepkit.cli import _register_resolvers
+    from sepkit.config import config_dir, register_schemas
+    from sepkit.devices import select_device
+    from sepkit.train import Distributed, StopSignals, Trainer
+
+    register_schemas()
+    _register_resolvers()
+    defaults = ["trainer.device=cpu", "trainer.progress=false", "trainer.patience=null"]
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[*defaults, *overrides])
+    return Trainer(cfg, run_dir, Distributed(), select_device("cpu"), StopSignals())
+
+
+def test_accumulating_two_batches_of_two_equals_one_batch_of_four(tmp_path: Path):
+    # SGD, whose step grows with the gradient (Adam's hardly would with a wrongly scaled
+    # sum), and a clipping norm too high to hide the gradient's scale
+    common = [
+        *SMALL_CONVTASNET, *TINY_TOY, "optimizer=sgd", "trainer.grad_clip=100",
+        "trainer.epochs=1", "trainer.steps_per_epoch=2",
+    ]  # fmt: skip
+    accumulated = _trainer(
+        tmp_path / "accumulated", *common, "trainer.batch_size=2", "trainer.accumulate=2"
+    )
+    large = _trainer(tmp_path / "large", *common, "trainer.batch_size=4")
+    initial = {name: value.clone() for name, value in large.model.state_dict().items()}
+    accumulated.run()
+    large.run()
+    changed = False
+    for name, value in large.model.state_dict().items():
+        torch.testing.assert_close(accumulated.model.state_dict()[name], value, rtol=0, atol=1e-5)
+        changed = changed or not torch.equal(value, initial[name])
+    assert changed  # two optimizer steps were taken
+    # the same items: the training loss of the epoch is the same mean
+    (row_a,), (row_l,) = accumulated.state.history, large.state.history
+    assert row_a["train_loss"] == pytest.approx(row_l["train_loss"], rel=1e-5)
+
+
+def test_an_epoch_ending_mid_step_closes_a_smaller_step():
+    from sepkit.train import EpochSampler
+
+    # 10 items in batches of 4, 4, 2; two batches per optimizer step
+    sampler = EpochSampler(10, batch_size=4, seed=0, accumulate=2)
+    assert [sampler.ends_step(batch) for batch in range(3)] == [False, True, True]
+    assert [sampler.items_in_step(batch) for batch in range(3)] == [8, 8, 2]
+    # steps_per_epoch counts optimizer steps
+    assert len(EpochSampler(10, batch_size=4, seed=0, steps_per_epoch=3, accumulate=2)) == 24
+
+
+def test_accumulated_gradients_are_exchanged_only_on_the_step_batch(tmp_path: Path):
+    """DDP (one gloo process) wraps the model: its gradient hook runs once per optimizer
+    step, on the last of the accumulated batches, and never on the others (no_sync)."""
+    import torch.distributed as torch_distributed
+
+    trainer = _trainer(
+        tmp_path / "run",
+        *SMALL_CONVTASNET,
+        *TINY_TOY,
+        "trainer.epochs=1",
+        "trainer.steps_per_epoch=2",
+        "trainer.batch_size=1",
+        "trainer.accumulate=3",
+    )
+    store = torch_distributed.HashStore()
+    torch_distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        trainer.network = torch.nn.parallel.DistributedDataParallel(trainer.model)
+        exchanges: list[int] = []
+
+        def count(state, bucket):
+            exchanges.append(backwards[0])
+            future = torch.futures.Future()
+            future.set_result(bucket.buffer())
+            return future
+
+        trainer.network.register_comm_hook(None, count)
+        backwards = [0]
+        original = trainer._backward
+
+        def counted(*arguments, **keywords):
+            backwards[0] += 1
+            return original(*arguments, **keywords)
+
+        trainer._backward = counted
+        trainer.loaders.sampler.set_epoch(1)
+        assert trainer._train_steps(1, 0.0)
+    finally:
+        torch_distributed.destroy_process_group()
+    assert backwards[0] == 6
+    assert sorted(set(exchanges)) == [3, 6]  # only the third and sixth batches exchanged
+    assert trainer.state.step == 6 and trainer.state.partial_count == 6

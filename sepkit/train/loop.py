@@ -8,6 +8,7 @@ import logging
 import math
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,11 @@ class Trainer:
         self.distributed, self.device, self.signals = distributed, device, signals
         self.max_seconds = parse_duration(self.trainer.max_time, "trainer.max_time")
         self.deadline = math.inf
+        if self.trainer.accumulate < 1:
+            raise SepkitError(
+                f"trainer.accumulate={self.trainer.accumulate}: give the number of batches "
+                "per optimizer step, 1 or more"
+            )
         if self.trainer.threads:
             torch.set_num_threads(self.trainer.threads)
         self.last_path = run_dir / "checkpoints" / "last.pt"
@@ -298,38 +304,33 @@ class Trainer:
         return True
 
     def _train_steps(self, epoch: int, started: float) -> bool:
-        """The epoch's remaining batches; running sums go into the state, so that an
-        interruption saves them with the position. False when the time budget ran out."""
-        trainer, state, device = self.trainer, self.state, self.device
+        """The epoch's remaining batches, ``trainer.accumulate`` per optimizer step; running
+        sums go into the state, so that an interruption (checked between optimizer steps)
+        saves them with the position. False when the time budget ran out."""
+        sampler, state = self.loaders.sampler, self.state
         self.network.train()
-        nonfinite_in_a_row = 0
+        self.nonfinite_in_a_row = 0
         bar = tqdm(
             self.loaders.training,
             desc=f"epoch {epoch}",
             leave=False,
-            disable=not (trainer.progress and self.distributed.is_main),
+            disable=not (self.trainer.progress and self.distributed.is_main),
             unit="batch",
         )
-        for step, (mixture, sources) in enumerate(bar, start=state.step):
-            torch.manual_seed(derived_seed(trainer.seed, epoch, step, self.distributed.rank))
-            mixture = mixture.to(device, non_blocking=True)
-            sources = sources.to(device, non_blocking=True)
+        losses: list[tuple[float | None, int]] = []  # (loss, items) of this step's batches
+        for batch, (mixture, sources) in enumerate(bar, start=state.step):
+            torch.manual_seed(derived_seed(self.trainer.seed, epoch, batch, self.distributed.rank))
+            mixture = mixture.to(self.device, non_blocking=True)
+            sources = sources.to(self.device, non_blocking=True)
             if self.batch_augmentation is not None:
                 mixture, sources = self.batch_augmentation(mixture, sources)
-            value = self._step(mixture, sources)
-            if value is None:
-                nonfinite_in_a_row += 1
-                log.warning("epoch %d step %d: loss or gradient not finite; skipped", epoch, step)
-                if nonfinite_in_a_row >= trainer.max_nonfinite_steps:
-                    raise NonFiniteLoss(
-                        f"the loss was not finite for {nonfinite_in_a_row} steps in a row: "
-                        "lower optimizer.lr, set trainer.grad_clip, or check the data for NaN"
-                    )
-            else:
-                nonfinite_in_a_row = 0
-                state.partial_loss += value * mixture.shape[0]
-                state.partial_count += mixture.shape[0]
-            state.step = step + 1
+            ends_step = sampler.ends_step(batch)
+            weight = mixture.shape[0] / sampler.items_in_step(batch)
+            losses.append((self._backward(mixture, sources, weight, ends_step), len(mixture)))
+            if not ends_step:
+                continue
+            self._finish_step(losses, epoch, batch)
+            losses, state.step = [], batch + 1
             if state.partial_count:
                 bar.set_postfix(
                     loss=f"{state.partial_loss / state.partial_count:.4f}",
@@ -343,28 +344,66 @@ class Trainer:
                 return False
         return True
 
-    def _step(self, mixture: torch.Tensor, sources: torch.Tensor) -> float | None:
-        """One optimisation step; the loss, or None when it (or the gradient) was not
-        finite and the step was skipped."""
+    def _finish_step(self, losses: list[tuple[float | None, int]], epoch: int, batch: int) -> None:
+        """The optimizer step over the batches whose gradients were accumulated, and their
+        losses into the epoch's sums; a step with a non-finite loss or gradient is skipped."""
+        if all(value is not None for value, _ in losses) and self._optimizer_step():
+            self.nonfinite_in_a_row = 0
+            self.state.partial_loss += sum(value * items for value, items in losses)
+            self.state.partial_count += sum(items for _, items in losses)
+            return
         self.optimizer.zero_grad(set_to_none=True)
-        with self.amp_context():
-            outputs = self.network(mixture)
-        loss = self.loss_function(outputs, self.model.references(sources, mixture))
-        value = float(loss.detach())
-        # every process must skip together, or DDP's gradient exchange would hang
-        if self.distributed.any(0 if math.isfinite(value) else 1, self.device):
+        self.nonfinite_in_a_row += 1
+        log.warning("epoch %d batch %d: loss or gradient not finite; skipped", epoch, batch)
+        if self.nonfinite_in_a_row >= self.trainer.max_nonfinite_steps:
+            raise NonFiniteLoss(
+                f"the loss was not finite for {self.nonfinite_in_a_row} steps in a row: "
+                "lower optimizer.lr, set trainer.grad_clip, or check the data for NaN"
+            )
+
+    def _step(self, mixture: torch.Tensor, sources: torch.Tensor) -> float | None:
+        """One optimisation step on one batch; the loss, or None when it (or the
+        gradient) was not finite and the step was skipped."""
+        value = self._backward(mixture, sources, 1.0, sync=True)
+        if value is None or not self._optimizer_step():
+            self.optimizer.zero_grad(set_to_none=True)
             return None
-        self.scaler.scale(loss).backward()
+        return value
+
+    def _backward(
+        self, mixture: torch.Tensor, sources: torch.Tensor, weight: float, sync: bool
+    ) -> float | None:
+        """Add the gradient of ``weight`` times the batch's loss to the parameters' (DDP
+        exchanges the sum only when ``sync``: on the last batch of an optimizer step); the
+        loss, or None when it was not finite (then nothing is added)."""
+        exchange = self.network.no_sync() if self._is_ddp and not sync else nullcontext()
+        with exchange:
+            with self.amp_context():
+                outputs = self.network(mixture)
+            loss = self.loss_function(outputs, self.model.references(sources, mixture))
+            value = float(loss.detach())
+            # every process must skip together, or DDP's gradient exchange would hang
+            if self.distributed.any(0 if math.isfinite(value) else 1, self.device):
+                return None
+            self.scaler.scale(loss * weight).backward()
+        return value
+
+    @property
+    def _is_ddp(self) -> bool:
+        return isinstance(self.network, torch.nn.parallel.DistributedDataParallel)
+
+    def _optimizer_step(self) -> bool:
+        """Clip and apply the accumulated gradient, then clear it; False when the gradient
+        was not finite and no step was taken."""
         self.scaler.unscale_(self.optimizer)
         clip = self.trainer.grad_clip or math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), clip)
         if not torch.isfinite(norm) and not self.scaler.is_enabled():
-            # the gradient scaler skips such steps itself; without it we must
-            self.optimizer.zero_grad(set_to_none=True)
-            return None
+            return False  # the gradient scaler skips such steps itself; without it we must
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return value
+        self.optimizer.zero_grad(set_to_none=True)
+        return True
 
     def _save_position(self, started: float) -> None:
         """last.pt at the current step of an unfinished epoch, for resume."""

@@ -3,6 +3,7 @@ DataLoaders over the dataset's training and validation sets."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,8 @@ class EpochSampler(Sampler):
     The order is a permutation seeded by ``(seed, epoch)``, identical in every process,
     which then takes every ``world_size``-th key from its rank on. With
     ``steps_per_epoch`` the permutations repeat (each with its own seed) until there are
-    ``steps_per_epoch * batch_size`` keys per process.
+    ``steps_per_epoch * accumulate * batch_size`` keys per process: an optimizer step
+    takes ``accumulate`` batches.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class EpochSampler(Sampler):
         steps_per_epoch: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        accumulate: int = 1,
     ) -> None:
         if size == 0:
             raise SepkitError("the training set is empty: check dataset.root and its train split")
@@ -42,6 +45,7 @@ class EpochSampler(Sampler):
         self.steps_per_epoch = steps_per_epoch
         self.rank = rank
         self.world_size = world_size
+        self.accumulate = accumulate
         self.epoch = 0
         self.skip = 0
 
@@ -53,8 +57,22 @@ class EpochSampler(Sampler):
 
     def keys_per_epoch(self) -> int:
         if self.steps_per_epoch:
-            return self.steps_per_epoch * self.batch_size
+            return self.steps_per_epoch * self.accumulate * self.batch_size
         return self.size // self.world_size
+
+    def ends_step(self, batch: int) -> bool:
+        """Whether batch number ``batch`` of the epoch (from 0) is the last of its
+        optimizer step: every ``accumulate``-th, and the epoch's last."""
+        batches = math.ceil(self.keys_per_epoch() / self.batch_size)
+        return (batch + 1) % self.accumulate == 0 or batch + 1 == batches
+
+    def items_in_step(self, batch: int) -> int:
+        """How many items the optimizer step of batch number ``batch`` averages over (fewer
+        than ``accumulate * batch_size`` only at the end of an epoch)."""
+        first = batch - batch % self.accumulate
+        return min(
+            self.accumulate * self.batch_size, self.keys_per_epoch() - first * self.batch_size
+        )
 
     def __len__(self) -> int:
         return max(0, self.keys_per_epoch() - self.skip)
@@ -84,7 +102,8 @@ class Loaders:
 def data_loaders(
     data: SeparationData, trainer: Any, distributed: Distributed, device: torch.device
 ) -> Loaders:
-    """Training batches of ``trainer.batch_size`` from this process's share of each epoch;
+    """Training batches of ``trainer.batch_size`` from this process's share of each epoch
+    (``trainer.accumulate`` of them per optimizer step);
     validation items one at a time (whole tracks differ in length), every
     ``world_size``-th from the rank on."""
     training_set = data.training_set()
@@ -95,6 +114,7 @@ def data_loaders(
         trainer.steps_per_epoch,
         distributed.rank,
         distributed.world_size,
+        trainer.accumulate,
     )
     training = DataLoader(
         training_set,
