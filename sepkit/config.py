@@ -42,6 +42,16 @@ def config_dir() -> Path:
 
 
 @dataclass
+class EMAConfig:
+    """An exponential moving average of the weights (``trainer.ema.*``)."""
+
+    # averaged = decay * averaged + (1 - decay) * weights after every step (e.g. 0.999);
+    # null: no average
+    decay: float | None = None
+    use_for_validation: bool = True  # validation and best.pt's weights are the average
+
+
+@dataclass
 class TrainerConfig:
     """How training runs (``trainer.*``)."""
 
@@ -66,6 +76,9 @@ class TrainerConfig:
     # gradient accumulation: batches per optimizer step (steps_per_epoch counts optimizer
     # steps, each of accumulate * batch_size items)
     accumulate: int = 1
+    # an exponential moving average of the weights, in checkpoints (train state) and resumed;
+    # off until trainer.ema.decay is set
+    ema: EMAConfig = field(default_factory=EMAConfig)
 
 
 @dataclass

@@ -181,3 +181,59 @@ def test_accumulated_gradients_are_exchanged_only_on_the_step_batch(tmp_path: Pa
     assert backwards[0] == 6
     assert sorted(set(exchanges)) == [3, 6]  # only the third and sixth batches exchanged
     assert trainer.state.step == 6 and trainer.state.partial_count == 6
+
+
+# -- trainer.ema ---------------------------------------------------------------------------
+
+EMA_RUN = [*SMALL_CONVTASNET, *TINY_TOY, "trainer.batch_size=2", "trainer.steps_per_epoch=3"]
+
+
+def test_the_average_follows_the_weights_of_every_step_and_is_what_best_pt_holds(
+    tmp_path: Path,
+):
+    trainer = _trainer(tmp_path, *EMA_RUN, "trainer.epochs=1", "trainer.ema.decay=0.9")
+    trajectory = [[p.detach().clone() for p in trainer.model.parameters()]]
+    trainer.optimizer.register_step_post_hook(
+        lambda *_: trajectory.append([p.detach().clone() for p in trainer.model.parameters()])
+    )
+    trainer.run()
+    assert len(trajectory) == 4  # the initial weights and three steps
+    expected = trajectory[0]
+    for weights in trajectory[1:]:
+        expected = [0.9 * average + 0.1 * w for average, w in zip(expected, weights)]
+    averaged = list(trainer.average.model.parameters())
+    for value, hand in zip(averaged, expected, strict=True):
+        torch.testing.assert_close(value, hand, rtol=1e-5, atol=1e-7)
+    assert not torch.equal(averaged[0], trajectory[-1][0])
+
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    names = [name for name, _ in trainer.model.named_parameters()]
+    for name, value, raw in zip(names, averaged, trajectory[-1], strict=True):
+        torch.testing.assert_close(best["model"]["state_dict"][name], value, rtol=0, atol=0)
+        torch.testing.assert_close(last["train_state"]["ema"][name], value, rtol=0, atol=0)
+        # last.pt keeps the trained weights, which resume continues from
+        torch.testing.assert_close(last["model"]["state_dict"][name], raw, rtol=0, atol=0)
+
+
+def test_a_resumed_run_continues_the_average_of_the_straight_run(tmp_path: Path):
+    ema = ["trainer.ema.decay=0.8", "trainer.ema.use_for_validation=false"]
+    straight = _trainer(tmp_path / "straight", *EMA_RUN, *ema, "trainer.epochs=2")
+    straight.run()
+    first = _trainer(tmp_path / "resumed", *EMA_RUN, *ema, "trainer.epochs=1")
+    first.run()
+    resumed = _trainer(
+        tmp_path / "resumed", *EMA_RUN, *ema, "trainer.epochs=2", f"resume={tmp_path / 'resumed'}"
+    )
+    resumed.run()
+    straight_average = straight.average.state_dict()
+    assert not torch.equal(
+        next(iter(straight_average.values())), next(iter(straight.model.state_dict().values()))
+    )
+    for name, value in resumed.average.state_dict().items():
+        torch.testing.assert_close(value, straight_average[name], rtol=0, atol=0)
+    # without use_for_validation, best.pt holds the trained weights
+    best = load_checkpoint(tmp_path / "straight" / "checkpoints" / "best.pt")
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(best["model"]["state_dict"][name], value, rtol=0, atol=0)
+    assert best["train_state"]["ema"] is not None

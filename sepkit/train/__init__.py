@@ -11,7 +11,8 @@ training, never from state that accumulates: the segments of an epoch come from
 run resumed at an epoch boundary continues exactly as the uninterrupted run would.
 
 Modules: ``loop`` (the ``Trainer``: building a run, its epochs and steps), ``processes``
-(the torchrun job and stop signals), ``sampling`` (each process's share of an epoch, the
+(the torchrun job, stop signals and the time budget), ``ema`` (the moving average of the
+weights), ``sampling`` (each process's share of an epoch, the
 DataLoaders), ``setup`` (model/dataset/loss checks, input statistics) and ``state`` (what a
 resume needs, early stopping, metrics.csv and the loss plot).
 """

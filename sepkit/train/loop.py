@@ -22,6 +22,7 @@ from sepkit.checkpoint import load_weights, save_checkpoint
 from sepkit.devices import autocast, autocast_dtype, select_device
 from sepkit.errors import Interrupted, SepkitError
 from sepkit.models.base import SeparationModel
+from sepkit.train.ema import WeightAverage
 from sepkit.train.processes import Distributed, StopSignals, derived_seed, parse_duration
 from sepkit.train.sampling import data_loaders
 from sepkit.train.setup import check_compatible, prepare_statistics
@@ -61,6 +62,12 @@ class Trainer:
         self.distributed, self.device, self.signals = distributed, device, signals
         self.max_seconds = parse_duration(self.trainer.max_time, "trainer.max_time")
         self.deadline = math.inf
+        decay = self.trainer.ema.decay
+        if decay is not None and not 0 < decay < 1:
+            raise SepkitError(
+                f"trainer.ema.decay={decay}: give a number between 0 and 1 (e.g. 0.999), or "
+                "null for no average"
+            )
         if self.trainer.accumulate < 1:
             raise SepkitError(
                 f"trainer.accumulate={self.trainer.accumulate}: give the number of batches "
@@ -81,6 +88,9 @@ class Trainer:
         self._prepare_model(resumed)
         self.model.to(device)
         self._build_optimizer()
+        self.average = None
+        if self.trainer.ema.decay is not None:
+            self.average = WeightAverage(self.model, self.trainer.ema.decay)
         if resumed is not None:
             self._restore_optimizer(resumed["train_state"])
 
@@ -151,6 +161,10 @@ class Trainer:
             self.scheduler.load_state_dict(saved["scheduler"])
         if saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
+        if self.average is not None and saved.get("ema"):
+            self.average.load_state_dict(saved["ema"])
+        elif self.average is not None:
+            log.info("trainer.ema: the run had no average yet; it starts from these weights")
         log.info(
             "resuming %s after epoch %d%s",
             self.run_dir,
@@ -161,17 +175,28 @@ class Trainer:
     def amp_context(self) -> torch.autocast:
         return autocast(self.device, bool(self.trainer.amp))
 
-    def save(self, path: Path) -> None:
+    @property
+    def _validated_model(self) -> SeparationModel:
+        """The averaged weights when ``trainer.ema.use_for_validation``, else the model's."""
+        if self.average is not None and self.trainer.ema.use_for_validation:
+            return self.average.model
+        return self.model
+
+    def save(self, path: Path, model: torch.nn.Module | None = None) -> None:
+        """A checkpoint of ``model``'s weights (the trained ones by default: what resume
+        continues from) with everything a resume needs."""
+        weights = (model or self.model).state_dict()
         save_checkpoint(
             path,
             {
-                "model": {"config": self.model.config, "state_dict": self.model.state_dict()},
+                "model": {"config": self.model.config, "state_dict": weights},
                 "statistics": self.statistics,
                 "train_state": {
                     "state": asdict(self.state),
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                     "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                    "ema": self.average.state_dict() if self.average is not None else None,
                 },
                 "config": OmegaConf.to_container(self.cfg, resolve=True),
             },
@@ -247,7 +272,7 @@ class Trainer:
         # best before last: a kill between the two leaves last.pt one epoch behind, and the
         # resumed run redoes (and re-saves) that epoch
         if improved:
-            self.save(self.best_path)
+            self.save(self.best_path, self._validated_model)
         self.save(self.last_path)
         write_metrics(self.run_dir, self.state.history)
         plot_losses(self.run_dir, self.state.history)
@@ -403,6 +428,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.average is not None:
+            self.average.update(self.model)
         return True
 
     def _save_position(self, started: float) -> None:
@@ -429,7 +456,7 @@ class Trainer:
         for mixture, sources in self.loaders.validation:
             mixture, sources = mixture.to(self.device), sources.to(self.device)
             with self.amp_context():
-                outputs = self.model(mixture)
+                outputs = self._validated_model(mixture)
             loss = self.loss_function(outputs, self.model.references(sources, mixture))
             total += float(loss) * mixture.shape[0]
             count += mixture.shape[0]
