@@ -68,7 +68,7 @@ class TrainerConfig:
     patience: int | None = 140  # epochs without a better validation loss before stopping
     threads: int | None = None  # torch CPU threads; null: torch's default
     statistics_tracks: int | None = None  # tracks used for input statistics; null: all
-    progress: bool = True  # a tqdm bar per epoch
+    progress: bool = True  # a tqdm bar per epoch when stderr is a terminal
     max_nonfinite_steps: int = 10  # NaN/inf losses in a row (each skipped) before stopping
     # wall-clock budget of this invocation ("90s", "10m", "2h", "1h30m" or seconds): stop
     # after the step that reaches it, position saved in last.pt for resume=; null: none

@@ -237,3 +237,30 @@ def test_a_resumed_run_continues_the_average_of_the_straight_run(tmp_path: Path)
     for name, value in straight.model.state_dict().items():
         torch.testing.assert_close(best["model"]["state_dict"][name], value, rtol=0, atol=0)
     assert best["train_state"]["ema"] is not None
+
+
+# -- progress in a log file ----------------------------------------------------------------
+
+
+def test_a_log_file_gets_one_line_per_epoch_and_no_bar_updates(tmp_path: Path):
+    """``sepkit train > train.log 2>&1``: stderr is no terminal, so no carriage-return bar."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPOSITORY, TEST_THREADS
+
+    log_file = tmp_path / "train.log"
+    with log_file.open("w") as output:
+        subprocess.run(
+            [sys.executable, "-m", "sepkit", "train", *TINY_TRAINING, "trainer.progress=true",
+             "trainer.epochs=2", f"hydra.run.dir={tmp_path / 'run'}"],
+            stdout=output, stderr=subprocess.STDOUT, check=True, timeout=600,
+            env={**os.environ, "PYTHONPATH": str(REPOSITORY),
+                 "OMP_NUM_THREADS": str(TEST_THREADS)},
+        )  # fmt: skip
+    text = log_file.read_text()
+    assert "\r" not in text
+    epochs = [line for line in text.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"], text
+    assert all(" train " in line and " valid " in line and line.endswith(" s") for line in epochs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -339,7 +340,10 @@ class Trainer:
             self.loaders.training,
             desc=f"epoch {epoch}",
             leave=False,
-            disable=not (self.trainer.progress and self.distributed.is_main),
+            # a log file or SLURM's output gets the epoch's line only, not the bar's updates
+            disable=not (
+                self.trainer.progress and self.distributed.is_main and sys.stderr.isatty()
+            ),
             unit="batch",
         )
         losses: list[tuple[float | None, int]] = []  # (loss, items) of this step's batches
