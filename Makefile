@@ -8,18 +8,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 REFERENCE_PACKAGES := openunmix==1.3.0 demucs==2.0.3 julius==0.2.8
+# references that cannot share the venv with demucs 2.0.3: each in its own folder, put on
+# sys.path only by its parity tests (tests/references.py)
+REFS := .refs
+DEMUCS4_PACKAGES := demucs==4.1.0 einops==0.8.2
+# audio-separator's roformer modules and what they import (librosa for the mel filter bank)
+AUDIO_SEPARATOR_PACKAGES := audio-separator==0.47.1 einops==0.8.2 beartype==0.23.1 \
+	rotary-embedding-torch==0.9.1 librosa==0.11.0 numba llvmlite lazy_loader decorator \
+	audioread pooch msgpack joblib platformdirs
 
 .PHONY: demo test install ffmpeg lint clean
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test]"
 	# reference implementations the parity tests compare against; --no-deps because
 	# their declared requirements (torchaudio) have no CPU wheel for this torch
 	$(BIN)/pip install --quiet --no-deps $(REFERENCE_PACKAGES)
+	rm -rf $(REFS) && mkdir -p $(REFS)
+	$(BIN)/pip install --quiet --no-deps --target $(REFS)/demucs4 $(DEMUCS4_PACKAGES)
+	$(BIN)/pip install --quiet --no-deps --target $(REFS)/audio_separator \
+		$(AUDIO_SEPARATOR_PACKAGES)
 	touch $(INSTALLED)
 
 # musdb's stempeg refuses to import without the ffmpeg binary
@@ -51,4 +63,4 @@ lint: install
 	$(BIN)/ruff format --check sepkit tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(REFS) build *.egg-info
