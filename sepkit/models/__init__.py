@@ -5,12 +5,16 @@ Imported on first use, so that importing one of them does not import all."""
 from sepkit._exports import lazy_exports
 
 _MODULES = {
+    "BSRoformer": "bs_roformer",
     "Chimera": "chimera",
     "ConvTasNet": "convtasnet",
     "DeepClustering": "deep_clustering",
     "Demucs": "demucs",
+    "HDemucs": "hdemucs",
+    "HTDemucs": "htdemucs",
     "InferenceOptions": "base",
     "MaskInference": "mask_inference",
+    "MelBandRoformer": "mel_roformer",
     "OpenUnmix": "openunmix",
     "OpenUnmixSeparator": "openunmix",
     "PRETRAINED": "pretrained.registry",
