@@ -91,6 +91,10 @@ class TrainConfig:
     scheduler: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     resume: str | None = None
+    # fine-tuning: start from these weights (a checkpoint of sepkit train, its run directory,
+    # or a published model's name such as htdemucs); the config must build its architecture
+    init: str | None = None
+    freeze: list[str] = field(default_factory=list)  # parameter name patterns kept fixed
 
 
 class AudioFormat(enum.Enum):

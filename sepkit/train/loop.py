@@ -24,6 +24,7 @@ from sepkit.devices import autocast, autocast_dtype, select_device
 from sepkit.errors import Interrupted, SepkitError
 from sepkit.models.base import SeparationModel
 from sepkit.train.ema import WeightAverage
+from sepkit.train.finetune import freeze, load_initial_weights
 from sepkit.train.processes import Distributed, StopSignals, derived_seed, parse_duration
 from sepkit.train.sampling import data_loaders
 from sepkit.train.setup import check_compatible, prepare_statistics
@@ -127,6 +128,14 @@ class Trainer:
         """The resumed run's weights, state and statistics; for a new run, the input
         statistics of its training tracks."""
         self.state = TrainingState()
+        if self.cfg.freeze:
+            frozen = freeze(self.model, list(self.cfg.freeze))
+            log.info("freeze: %d parameter tensors kept fixed", len(frozen))
+        if resumed is None and self.cfg.init:
+            # the trained weights include the statistics the model was trained with
+            load_initial_weights(self.model, self.cfg.init)
+            self.statistics = None
+            return
         if resumed is None:
             self.statistics = prepare_statistics(
                 self.model, self.data, self.trainer.statistics_tracks, self.distributed
@@ -146,7 +155,8 @@ class Trainer:
 
     def _build_optimizer(self) -> None:
         # optimizer and scheduler configs are partial: they get the parameters here
-        self.optimizer = instantiate(self.cfg.optimizer, _convert_="all")(self.model.parameters())
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = instantiate(self.cfg.optimizer, _convert_="all")(trainable)
         self.scheduler = None
         if self.cfg.scheduler:
             self.scheduler = instantiate(self.cfg.scheduler, _convert_="all")(self.optimizer)

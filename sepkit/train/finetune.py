@@ -1,0 +1,100 @@
+"""Fine-tuning: start a new run from trained weights (``init=``) and keep some of them fixed
+(``freeze=``).
+
+``init`` names a checkpoint of ``sepkit train`` (file or run directory) or a published model
+(``pretrained=`` names, e.g. htdemucs). Its weights load into the model the config builds, so
+the config must build the same architecture: when it does not, the error lists the model
+settings to add. The run then trains like any other; ``resume=`` continues it from its own
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from sepkit.checkpoint import build_model, find_checkpoint, load_checkpoint, load_weights
+from sepkit.errors import SepkitError
+from sepkit.models.base import SeparationModel
+from sepkit.models.pretrained import load_pretrained
+
+
+def initial_model(source: str) -> SeparationModel:
+    """The trained model ``init=`` names: a checkpoint file or run directory of sepkit train,
+    else a published model's name."""
+    path = Path(source).expanduser()
+    if path.is_file() or (path / "checkpoints").is_dir():
+        file = find_checkpoint(path)
+        return build_model(load_checkpoint(file), source=f"init={file}")
+    try:
+        return load_pretrained(source)
+    except SepkitError as error:  # its message names the key pretrained=
+        message = str(error).replace(f"pretrained={source}", f"init={source}", 1)
+        raise SepkitError(f"{message}; or a checkpoint of sepkit train") from None
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_setting(item) for item in value) + "]"
+    return "null" if value is None else str(value)
+
+
+def architecture_differences(model: SeparationModel, trained: SeparationModel) -> list[str]:
+    """The ``model.<key>=<value>`` overrides that make ``model``'s constructor call the one
+    that built ``trained``."""
+    wanted, built = trained.config, model.config
+    return [
+        f"model.{key}={_setting(value)}"
+        for key, value in wanted.items()
+        if key not in ("_target_", "targets") and key in built and built[key] != value
+    ]
+
+
+def load_initial_weights(model: SeparationModel, source: str) -> None:
+    """Copy the weights of the trained model ``source`` names into ``model``, or a SepkitError
+    saying which settings make the two architectures the same."""
+    trained = initial_model(source)
+    if type(trained) is not type(model):
+        raise SepkitError(
+            f"init={source} is a {trained.name} model but the config builds {model.name}: "
+            f"choose the model= option whose _target_ is {trained.config['_target_']}"
+        )
+    differences = architecture_differences(model, trained)
+    if list(trained.targets) != list(model.targets):
+        differences.insert(0, f"dataset.targets={_setting(trained.targets)}")
+    if differences:
+        raise SepkitError(
+            f"init={source} was trained with other settings than this model's: add "
+            f"{' '.join(differences)}"
+        )
+    load_weights(
+        model,
+        trained.state_dict(),
+        f"init={source}",
+        fix="build the same architecture as the one it was trained with",
+    )
+
+
+def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
+    """Stop training the parameters whose names match any of ``patterns`` (shell-style, e.g.
+    ``encoder.*``); a SepkitError for a pattern that matches none. The frozen names."""
+    names = [name for name, _ in model.named_parameters()]
+    frozen: list[str] = []
+    for pattern in patterns:
+        matched = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+        if not matched:
+            prefixes = sorted({name.split(".")[0] for name in names})
+            raise SepkitError(
+                f"freeze={pattern}: no parameter of the model matches; its parameter names "
+                f"start with {', '.join(prefixes)} (e.g. {names[0]})"
+            )
+        frozen += [name for name in matched if name not in frozen]
+    parameters = dict(model.named_parameters())
+    for name in frozen:
+        parameters[name].requires_grad_(False)
+    if len(frozen) == len(names):
+        raise SepkitError(f"freeze={patterns}: every parameter is frozen, nothing would train")
+    return frozen
