@@ -6,6 +6,7 @@ from sepkit._exports import lazy_exports
 
 _MODULES = {
     "BSRoformer": "bs_roformer",
+    "BagOfModels": "bag",
     "Chimera": "chimera",
     "ConvTasNet": "convtasnet",
     "DeepClustering": "deep_clustering",

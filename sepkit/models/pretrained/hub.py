@@ -22,12 +22,13 @@ def hub_cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
-def cached_file(url: str, label: str) -> Path:
+def cached_file(url: str, label: str, hash_prefix: str | None = None) -> Path:
     """The torch hub cache's file of ``url``, downloaded there first when missing.
 
     The file name's hash is not checked (as Open-Unmix's own loader), so a file placed in
     the cache by hand under the published name is used as it is. ``label`` (for example
-    ``pretrained=umxhq``) starts the error message.
+    ``pretrained=umxhq``) starts the error message. A download whose SHA-256 does not start
+    with ``hash_prefix`` (when given) is refused and not kept, as ``torch.hub`` does.
     """
     cached = hub_cache_path(url)
     if cached.is_file():
@@ -35,8 +36,10 @@ def cached_file(url: str, label: str) -> Path:
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         # written to a temporary name and renamed: an interrupted download leaves no file
-        torch.hub.download_url_to_file(url, str(cached), progress=sys.stderr.isatty())
-    except OSError as error:  # no connection (URLError), HTTP error, unwritable cache
+        torch.hub.download_url_to_file(
+            url, str(cached), hash_prefix=hash_prefix, progress=sys.stderr.isatty()
+        )
+    except (OSError, RuntimeError) as error:  # no connection, HTTP error, other hash
         reason = getattr(error, "reason", None) or error
         raise SepkitError(
             f"{label}: {url} is not in the torch hub cache and cannot be downloaded "
