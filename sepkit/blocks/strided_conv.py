@@ -93,14 +93,14 @@ class BLSTMBottleneck(nn.Module):
 
 @torch.no_grad()
 def rescale_conv_weights(module: nn.Module, reference: float) -> None:
-    """Scale every (transposed) 1-D convolution's weight and bias by sqrt(reference /
+    """Scale every (transposed) 1-D or 2-D convolution's weight and bias by sqrt(reference /
     std(weight)), bringing the weights' standard deviation closer to ``reference``.
 
     Demucs v2 does this once at initialisation (reference 0.1) and reports that it helps
-    training.
+    training; v3 and v4 do the same to their 2-D convolutions.
     """
     for layer in module.modules():
-        if isinstance(layer, nn.Conv1d | nn.ConvTranspose1d):
+        if isinstance(layer, nn.Conv1d | nn.ConvTranspose1d | nn.Conv2d | nn.ConvTranspose2d):
             scale = (layer.weight.std() / reference) ** 0.5
             layer.weight.div_(scale)
             if layer.bias is not None:
