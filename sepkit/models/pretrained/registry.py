@@ -20,6 +20,7 @@ import torch
 from sepkit.errors import SepkitError
 from sepkit.models.base import SeparationModel
 from sepkit.models.pretrained.demucs import DEMUCS, load_pretrained_demucs
+from sepkit.models.pretrained.demucs4 import DEMUCS4, load_pretrained_demucs4
 from sepkit.models.pretrained.open_unmix import (
     OPEN_UNMIX,
     is_open_unmix_folder,
@@ -63,6 +64,7 @@ def family(
 PRETRAINED: dict[str, PretrainedModel] = {
     **family(OPEN_UNMIX, load_open_unmix),  # umxhq, umx, umxl
     **family(DEMUCS, load_pretrained_demucs),  # demucs 2.0.3: demucs, tasnet and variants
+    **family(DEMUCS4, load_pretrained_demucs4),  # demucs 4.1.0: htdemucs(_ft, _6s), hdemucs_mmi
 }
 
 
