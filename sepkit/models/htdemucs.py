@@ -11,7 +11,6 @@ weights load with ``strict=True``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch.nn.functional as F
@@ -79,7 +78,7 @@ class HTDemucs(HybridDemucs):
         t_layer_scale: bool = True, t_gelu: bool = True, t_weight_pos_embed: float = 1.0,
         t_sin_random_shift: int = 0, t_cape_mean_normalize: bool = True,
         t_cape_augment: bool = True,
-        t_cape_glob_loc_scale: Sequence[float] = (5000.0, 1.0, 1.4),
+        t_cape_glob_loc_scale: list[float] = (5000.0, 1.0, 1.4),  # type: ignore[assignment]
         t_sparse_self_attn: bool = False, t_sparse_cross_attn: bool = False,
         t_mask_type: str = "diag", t_mask_random_seed: int = 42,
         t_sparse_attn_window: int = 500, t_global_window: int = 100, t_sparsity: float = 0.95,
