@@ -287,8 +287,8 @@ usage: sepkit separate FILE|FOLDER ... [key=value ...]
 Writes <out_dir>/<name>/<track>/<stem>.<format> for every audio file given or found in
 the folders given, at the input's sample rate, length and channel count.
 
-  sepkit separate song.mp3                          umxhq: separated/umxhq/song/<stem>.wav
-  sepkit separate a.wav b.flac pretrained=umxl      another published model
+  sepkit separate song.mp3                          htdemucs: separated/htdemucs/song/<stem>.wav
+  sepkit separate a.wav b.flac pretrained=umxhq     another published model
   sepkit separate musdb18/test checkpoint=runs/2026-01-01/12-00-00 format=flac
   sepkit separate song.wav two_stems=vocals         vocals.wav and no_vocals.wav
 

@@ -117,12 +117,13 @@ class ClipMode(enum.Enum):
 class SeparationSettings:
     """Which model separates and how: the keys ``sepkit separate`` and ``sepkit eval`` share.
 
-    Neither ``checkpoint`` nor ``pretrained`` given: ``pretrained=umxhq``.
+    Neither ``checkpoint`` nor ``pretrained`` given: ``pretrained=htdemucs``.
     """
 
     checkpoint: str | None = None  # a checkpoint file of sepkit train, or its run directory
-    # umxhq, umx, umxl (Open-Unmix), demucs, demucs_extra, demucs48_hq, tasnet, tasnet_extra
-    # (demucs 2.0.3), or an Open-Unmix model folder
+    # htdemucs (default), htdemucs_ft, htdemucs_6s, hdemucs_mmi (demucs 4.1.0), umxhq, umx,
+    # umxl (Open-Unmix), demucs, demucs_extra, demucs48_hq, tasnet, tasnet_extra (demucs
+    # 2.0.3), or an Open-Unmix model folder
     pretrained: str | None = None
     name: str | None = None  # what the output calls the model; null: its pretrained or run name
     # spectrogram models: Open-Unmix's multichannel Wiener filter

@@ -487,7 +487,7 @@ def test_bad_input_is_one_line_error_and_leaves_no_folder(
     missing.unlink()
     monkeypatch.delenv("MUSDB_PATH", raising=False)
     monkeypatch.chdir(tmp_path)
-    # no arguments: umxhq on MUSDB18's test set at $MUSDB_PATH, into runs/eval/<date>/<time>
+    # no arguments: htdemucs on MUSDB18's test set at $MUSDB_PATH, into runs/eval/<date>/<time>
     assert run_main() == 2
     error = capsys.readouterr().err.strip()
     assert error == (

@@ -389,7 +389,7 @@ def test_stems_folder_is_named_after_the_model_or_its_run(tmp_path: Path):
         return model_name(OmegaConf.create({"name": None, "checkpoint": None, "pretrained": None,
                                             **keys}))  # fmt: skip
 
-    assert name() == "umxhq"
+    assert name() == "htdemucs"
     assert name(pretrained="umxl") == "umxl"
     assert name(checkpoint=str(run)) == "2026-11-22_10-00-00"
     assert name(checkpoint=str(run / "checkpoints" / "best.pt")) == "2026-11-22_10-00-00"

@@ -37,7 +37,7 @@ __all__ = [
     "separator_from_config",
 ]
 
-DEFAULT_PRETRAINED = "umxhq"
+DEFAULT_PRETRAINED = "htdemucs"
 # the keys of configs/separate.yaml and configs/eval.yaml that set how a model separates
 SEPARATION_KEYS = (
     "niter", "softmask", "wiener_win_len", "segment", "overlap", "shifts", "seed", "device", "amp",
@@ -102,7 +102,7 @@ class Separator:
 
     @classmethod
     def from_pretrained(cls, name: str = DEFAULT_PRETRAINED, **options: Any) -> Separator:
-        """A published model (``umxhq``, ``umx``, ``umxl``, ...) or an Open-Unmix folder."""
+        """A published model (``htdemucs``, ``umxhq``, ...) or an Open-Unmix folder."""
         return cls(load_pretrained(name), **options)
 
     @classmethod
@@ -271,7 +271,7 @@ def model_name(cfg: Any) -> str:
 
 
 def separator_from_config(cfg: Any, **options: Any) -> Separator:
-    """The ``Separator`` of ``cfg.checkpoint`` or ``cfg.pretrained`` (default umxhq) with the
+    """The ``Separator`` of ``cfg.checkpoint`` or ``cfg.pretrained`` (default htdemucs) with the
     separation keys of ``cfg``, plus ``options``; shared by separate and eval."""
     options = {key: cfg[key] for key in SEPARATION_KEYS} | options
     if cfg.checkpoint and cfg.pretrained:
