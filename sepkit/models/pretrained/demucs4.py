@@ -6,6 +6,8 @@ by name: ``demucs.htdemucs.HTDemucs``), its constructor's ``args`` and ``kwargs`
 ``state`` (half precision) and its ``training_args``. The file is read without importing
 demucs or running anything from it (``unpickle.read_pickled_file``): the class name picks
 sepkit's class of the same constructor arguments (``targets`` for demucs's ``sources``).
+``training_args`` holds plain dicts and lists (demucs turns its OmegaConf config into them
+before saving) and is not used.
 
 Files come from ``https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/`` into the
 torch hub cache under their published names ``<signature>-<checksum>.th``, the checksum
