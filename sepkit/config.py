@@ -215,9 +215,17 @@ def _annotation_is_supported(annotation: Any) -> bool:
 
 
 def _annotation_from_default(annotation: Any, default: Any) -> Any:
-    """A type OmegaConf can check for a parameter whose annotation it cannot: the widest
-    simple type in a union (``float | Tensor`` -> float), else the default's type."""
-    members = set(typing.get_args(annotation))
+    """A type OmegaConf can check for a parameter whose annotation it cannot: a list for a
+    sequence of one simple type (``Sequence[int]``, ``tuple[int, ...]``), the widest simple
+    type in a union (``float | Tensor`` -> float), else the default's type."""
+    origin = typing.get_origin(annotation)
+    arguments = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+    if origin in (tuple, Sequence) and len(set(arguments)) == 1:
+        if arguments[0] in _SIMPLE_TYPES:
+            return list[arguments[0]]
+    members = (
+        set(typing.get_args(annotation)) if origin in (typing.Union, types.UnionType) else set()
+    )
     for kind in (float, int, str, bool):
         if kind in members:
             return kind

@@ -153,3 +153,15 @@ def test_configs_hold_only_what_differs_from_the_defaults(path: str):
         schema = {"train.yaml": TrainConfig, "separate.yaml": SeparateConfig}.get(path, EvalConfig)
     defaults = OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True)
     assert _restated_defaults(content, defaults) == []
+
+
+def test_a_sequence_argument_is_a_list_of_its_type_in_the_schema():
+    # Sequence[int] and tuple[int, ...] (band and window sizes) take a list of int from YAML
+    import dataclasses
+
+    from sepkit.config import schema_from_signature
+
+    schema = schema_from_signature("sepkit.losses.multi_resolution.MultiResolutionSTFTLoss")
+    fields = {field.name: field for field in dataclasses.fields(schema)}
+    assert fields["window_sizes"].type == list[int]
+    assert fields["window_sizes"].default_factory() == [4096, 2048, 1024, 512, 256]
