@@ -10,7 +10,7 @@ import torch
 from sepkit.checkpoint import load_checkpoint
 from sepkit.errors import SepkitError
 from sepkit.train.finetune import freeze
-from tests.conftest import TINY_TRAINING, run_sepkit
+from tests.conftest import TINY_TOY, TINY_TRAINER, TINY_TRAINING, run_sepkit
 from tests.helpers import tiny_model
 
 ONE_STEP = ["trainer.epochs=1", "trainer.steps_per_epoch=1"]
@@ -97,3 +97,48 @@ def test_a_freeze_pattern_that_matches_nothing_lists_the_parameter_names():
     assert frozen and all(not p.requires_grad for n, p in model.named_parameters() if n in frozen)
     with pytest.raises(SepkitError, match="every parameter is frozen"):
         freeze(tiny_model(), ["*"])
+
+
+@pytest.mark.slow
+def test_fine_tuning_published_htdemucs_weights_one_step(tmp_path, monkeypatch):
+    """init=htdemucs: demucs 4.1.0's package of an HTDemucs in the shape configs/model/
+    htdemucs.yaml builds (random weights) in the hub cache, one step on the toy set."""
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    from tests.references import reference_folder
+
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    with reference_folder("demucs4", "demucs", "einops"):
+        htdemucs = importlib.import_module("demucs.htdemucs")
+        states = importlib.import_module("demucs.states")
+        torch.manual_seed(0)
+        reference = htdemucs.HTDemucs(
+            sources=["drums", "bass", "other", "vocals"], dconv_mode=3, bottom_channels=512
+        )
+        package = states.serialize_model(reference, OmegaConf.create({"model": "htdemucs"}))
+    from sepkit.models.pretrained.demucs4 import DEMUCS4
+
+    torch.save(package, checkpoints / DEMUCS4["htdemucs"].files[0])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    run_dir = tmp_path / "tuned"
+    common = [*TINY_TOY, *TINY_TRAINER, "model=htdemucs", f"hydra.run.dir={run_dir}"]
+    refused = run_sepkit("train", *common, *ONE_STEP, "init=htdemucs", check=False)
+    assert refused.returncode == 2
+    assert "add dataset.targets=[drums,bass,other,vocals]" in refused.stderr, refused.stderr
+    order = "dataset.targets=[drums,bass,other,vocals]"
+    run_sepkit("train", *common, *ONE_STEP, "init=htdemucs", order, check=True)
+    published = {k: v.float() for k, v in package["state"].items()}
+    tuned = _weights(run_dir)
+    changed = [name for name in published if not torch.equal(published[name], tuned[name])]
+    assert changed, "one step changed no weight"
+    for name, value in published.items():
+        assert torch.allclose(value, tuned[name], atol=1e-2), name  # one small step away
+
+    song = _toy_song()[0]
+    stems = tmp_path / "stems"
+    run_sepkit("separate", song, f"checkpoint={run_dir}", f"out_dir={stems}", check=True)
+    assert sorted(p.stem for p in stems.rglob("*.wav")) == ["bass", "drums", "other", "vocals"]

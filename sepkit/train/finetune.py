@@ -55,27 +55,33 @@ def architecture_differences(model: SeparationModel, trained: SeparationModel) -
 
 def load_initial_weights(model: SeparationModel, source: str) -> None:
     """Copy the weights of the trained model ``source`` names into ``model``, or a SepkitError
-    saying which settings make the two architectures the same."""
+    saying which settings make the two architectures the same.
+
+    Settings that leave the weights' shapes alone (dropout, a training segment) may differ:
+    fine-tuning often changes them. The targets must be the same, in the same order, since
+    each output channel is one target's.
+    """
     trained = initial_model(source)
     if type(trained) is not type(model):
         raise SepkitError(
             f"init={source} is a {trained.name} model but the config builds {model.name}: "
             f"choose the model= option whose _target_ is {trained.config['_target_']}"
         )
-    differences = architecture_differences(model, trained)
     if list(trained.targets) != list(model.targets):
-        differences.insert(0, f"dataset.targets={_setting(trained.targets)}")
-    if differences:
+        raise SepkitError(
+            f"init={source} separates {list(trained.targets)} but the model {model.targets}: "
+            f"add dataset.targets={_setting(trained.targets)}"
+        )
+    try:
+        load_weights(model, trained.state_dict(), f"init={source}")
+    except SepkitError:
+        differences = architecture_differences(model, trained)
+        if not differences:
+            raise
         raise SepkitError(
             f"init={source} was trained with other settings than this model's: add "
             f"{' '.join(differences)}"
-        )
-    load_weights(
-        model,
-        trained.state_dict(),
-        f"init={source}",
-        fix="build the same architecture as the one it was trained with",
-    )
+        ) from None
 
 
 def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
