@@ -281,3 +281,30 @@ def test_bag_weights_each_target_and_adds_one_residual():
 def test_bag_refuses_models_or_weights_that_do_not_fit(models, weights, message):
     with pytest.raises(SepkitError, match=message):
         BagOfModels(models, weights)
+
+
+@pytest.mark.slow
+def test_the_commands_default_to_htdemucs_and_run_htdemucs_ft(cache, tmp_path):
+    """The README's commands with the cache filled: `sepkit separate song.wav` (htdemucs),
+    `pretrained=htdemucs_ft`, and `sepkit eval pretrained=htdemucs dataset=toy`."""
+    import numpy as np
+    import soundfile
+
+    from tests.conftest import TINY_TOY, run_sepkit
+
+    song = tmp_path / "song.wav"
+    rng = np.random.default_rng(0)
+    soundfile.write(song, (0.1 * rng.standard_normal((3 * LENGTH, 2))).astype("float32"), 44100)
+    out = tmp_path / "separated"
+    run_sepkit("separate", str(song), f"out_dir={out}", check=True)
+    run_sepkit("separate", str(song), "pretrained=htdemucs_ft", f"out_dir={out}", check=True)
+    for name in ("htdemucs", "htdemucs_ft"):
+        written = sorted(p.name for p in (out / name / "song").iterdir())
+        assert written == [f"{source}.wav" for source in sorted(SOURCES)], name
+        stem, rate = soundfile.read(out / name / "song" / "vocals.wav")
+        assert rate == 44100 and stem.shape == (3 * LENGTH, 2)
+
+    report = tmp_path / "eval"
+    result = run_sepkit("eval", "pretrained=htdemucs", "dataset=toy", *TINY_TOY,
+                        f"out_dir={report}", check=True)  # fmt: skip
+    assert "htdemucs" in result.stdout and "vocals" in result.stdout, result.stdout
