@@ -59,4 +59,10 @@ SMALL_MODELS = {
                    "model.hidden_channels=16", "model.layers=2", "model.repeats=1"],
     "waveunet": ["model.levels=3", "model.extra_filters=4"],
     "demucs": ["model.channels=4", "model.depth=3"],
+    "bs_roformer": ["model.dim=16", "model.depth=1", "model.heads=2", "model.dim_head=8",
+                    "model.stft_n_fft=256", "model.stft_win_length=256",
+                    "model.stft_hop_length=64", "model.freqs_per_bands=[8,8,16,32,65]"],
+    "mel_roformer": ["model.dim=16", "model.depth=1", "model.heads=2", "model.dim_head=8",
+                     "model.stft_n_fft=256", "model.stft_win_length=256",
+                     "model.stft_hop_length=64", "model.num_bands=8"],
 }  # fmt: skip

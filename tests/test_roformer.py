@@ -156,9 +156,21 @@ def test_a_small_model_trains(kind):
         (BSRoformer, dict(linear_transformer_depth=1), "linear_transformer_depth=1"),
         (BSRoformer, dict(stft_win_length=128), "stft_win_length=128"),
         (MelBandRoformer, dict(stft_normalized=True), "stft_normalized=True"),
+        (MelBandRoformer, dict(stereo=True, nb_channels=1), "stereo=True, nb_channels=1"),
+        (BSRoformer, dict(nb_channels=6), "nb_channels=6"),
     ],
 )
-def test_reference_options_sepkit_does_not_implement_are_refused(cls, arguments, message):
+def test_options_sepkit_does_not_implement_or_that_disagree_are_refused(cls, arguments, message):
     options = {**SMALL, **(SMALL_BANDS["bs"] if cls is BSRoformer else SMALL_BANDS["mel"])}
     with pytest.raises(ValueError, match=message):
         cls(targets=["vocals"], **{**options, **arguments})
+
+
+@pytest.mark.parametrize("cls", [BSRoformer, MelBandRoformer])
+def test_the_channels_come_from_stereo_or_nb_channels(cls):
+    options = {**SMALL, **(SMALL_BANDS["bs"] if cls is BSRoformer else SMALL_BANDS["mel"])}
+    for settings, channels in [({}, 1), ({"stereo": True}, 2), ({"nb_channels": 2}, 2),
+                               ({"stereo": False, "nb_channels": 1}, 1)]:  # fmt: skip
+        model = cls(targets=["vocals"], **options, **settings)
+        assert model.nb_channels == channels
+        assert model(torch.zeros(1, channels, 4096))["waveforms"].shape == (1, 1, channels, 4096)

@@ -55,14 +55,14 @@ class BandSplitRoformer(SeparationModel):
         self,
         targets: Sequence[str],
         sample_rate: int,
-        stereo: bool,
+        channels: int,
         stft_n_fft: int,
         stft_hop_length: int,
         stft_win_length: int,
         stft_normalized: bool,
         stft_window_fn: Callable | None,
     ) -> None:
-        super().__init__(list(targets), sample_rate, 2 if stereo else 1)
+        super().__init__(list(targets), sample_rate, channels)
         unsupported = {
             "stft_win_length": (stft_win_length, stft_n_fft),
             "stft_normalized": (stft_normalized, False),
@@ -113,12 +113,14 @@ class BSRoformer(BandSplitRoformer):
     ``dim * mlp_expansion_factor``, and a GLU) giving a complex mask per bin, applied to
     the mixture's STFT and inverted to the input's length.
 
-    ``freqs_per_bands`` must add up to ``stft_n_fft // 2 + 1``. Arguments that change
-    nothing but speed or the reference's own training loss (``flash_attn``,
-    ``sage_attention``, ``use_torch_checkpoint``, ``multi_stft_*``) and those its forward
-    never reads (``zero_dc``, ``skip_connection``, ``dim_freqs_in``) are accepted so that
-    a community YAML's ``model:`` section loads, and ignored: sepkit trains with a loss
-    from configs/loss. ``linear_transformer_depth`` > 0 (linear attention, which no
+    ``stereo`` (the reference's switch) or ``nb_channels`` (sepkit's, from a dataset) say
+    whether the audio has 2 channels or 1 (the default). ``freqs_per_bands`` must add up
+    to ``stft_n_fft // 2 + 1``. Arguments that change nothing but speed or the
+    reference's own training loss (``flash_attn``, ``sage_attention``,
+    ``use_torch_checkpoint``, ``multi_stft_*``) and those its forward never reads
+    (``zero_dc``, ``skip_connection``, ``dim_freqs_in``) are accepted so that a community
+    YAML's ``model:`` section loads, and ignored: sepkit trains with a loss from
+    configs/loss. ``linear_transformer_depth`` > 0 (linear attention, which no
     published checkpoint uses) is refused.
     """
 
@@ -127,7 +129,7 @@ class BSRoformer(BandSplitRoformer):
         targets: list[str],
         dim: int,
         depth: int,
-        stereo: bool = False,
+        stereo: bool | None = None,
         time_transformer_depth: int = 2,
         freq_transformer_depth: int = 2,
         linear_transformer_depth: int = 0,
@@ -155,10 +157,11 @@ class BSRoformer(BandSplitRoformer):
         multi_stft_normalized: bool = False,
         multi_stft_window_fn: Callable | None = None,
         sample_rate: int = 44100,
+        nb_channels: int | None = None,
     ) -> None:
         super().__init__(
-            targets, sample_rate, stereo, stft_n_fft, stft_hop_length, stft_win_length,
-            stft_normalized, stft_window_fn,
+            targets, sample_rate, audio_channels(stereo, nb_channels), stft_n_fft,
+            stft_hop_length, stft_win_length, stft_normalized, stft_window_fn,
         )  # fmt: skip
         if linear_transformer_depth:
             raise ValueError(
@@ -187,3 +190,16 @@ def _check_bands(freqs_per_bands: Sequence[int], n_fft: int) -> None:
             f"{len(freqs_per_bands)} bands; use two or more bands adding up to {bins} "
             f"(stft_n_fft={n_fft})"
         )
+
+
+def audio_channels(stereo: bool | None, nb_channels: int | None) -> int:
+    """Audio channels from the reference's ``stereo`` and/or sepkit's ``nb_channels``:
+    2 or 1, mono when neither is given; the two must agree when both are."""
+    implied = None if stereo is None else 2 if stereo else 1
+    disagree = None not in (implied, nb_channels) and implied != nb_channels
+    if nb_channels not in (None, 1, 2) or disagree:
+        raise ValueError(
+            f"stereo={stereo}, nb_channels={nb_channels}: give nb_channels 1 or 2, or stereo, "
+            "or both alike (stereo true with nb_channels 2)"
+        )
+    return nb_channels or implied or 1

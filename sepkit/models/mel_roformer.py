@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from sepkit.blocks.band_split import BandSplit, MaskEstimator
 from sepkit.blocks.mel import mel_band_membership
 from sepkit.blocks.roformer import axial_transformers
-from sepkit.models.bs_roformer import BandSplitRoformer
+from sepkit.models.bs_roformer import BandSplitRoformer, audio_channels
 
 
 class MelBandRoformer(BandSplitRoformer):
@@ -33,7 +33,8 @@ class MelBandRoformer(BandSplitRoformer):
     reading them (``flash_attn``, ``sage_attention``, ``use_torch_checkpoint``,
     ``multi_stft_*``, ``zero_dc``, ``skip_connection``, ``dim_freqs_in``,
     ``mlp_expansion_factor``) are accepted and ignored; the output always has the input's
-    length (the reference's ``match_input_audio_length=True``).
+    length (the reference's ``match_input_audio_length=True``). ``stereo`` or
+    ``nb_channels`` as for BSRoformer.
     """
 
     def __init__(
@@ -41,7 +42,7 @@ class MelBandRoformer(BandSplitRoformer):
         targets: list[str],
         dim: int,
         depth: int,
-        stereo: bool = False,
+        stereo: bool | None = None,
         time_transformer_depth: int = 2,
         freq_transformer_depth: int = 2,
         num_bands: int = 60,
@@ -69,10 +70,11 @@ class MelBandRoformer(BandSplitRoformer):
         multi_stft_normalized: bool = False,
         multi_stft_window_fn: Callable | None = None,
         match_input_audio_length: bool = False,
+        nb_channels: int | None = None,
     ) -> None:
         super().__init__(
-            targets, sample_rate, stereo, stft_n_fft, stft_hop_length, stft_win_length,
-            stft_normalized, stft_window_fn,
+            targets, sample_rate, audio_channels(stereo, nb_channels), stft_n_fft,
+            stft_hop_length, stft_win_length, stft_normalized, stft_window_fn,
         )  # fmt: skip
         membership = torch.from_numpy(mel_band_membership(sample_rate, stft_n_fft, num_bands))
         # band rows in order: each band's bins, each bin's channels (rows f * channels + c)
