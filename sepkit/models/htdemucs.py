@@ -55,7 +55,9 @@ class HTDemucs(HybridDemucs):
 
     The model is trained on excerpts of ``segment`` seconds; with ``use_train_segment``
     separation gives it inputs of that length (a shorter one is zero-padded and the output
-    trimmed), since the transformer has only seen that many positions. The defaults are
+    trimmed), since the transformer has only seen that many positions. (demucs sets
+    ``segment`` from each training batch's length; here it is a setting, which the model
+    config takes from the dataset's training segment.) The defaults are
     demucs 4.1.0's; the published htdemucs sets ``dconv_mode`` 3, ``bottom_channels`` 512
     and ``segment`` 7.8 (42M weights).
     """
