@@ -33,6 +33,7 @@ class TemporalBlock(nn.Module):
         norm: str = "global",
         causal: bool = False,
         skip_channels: int | None = None,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         self.causal = causal
@@ -50,7 +51,7 @@ class TemporalBlock(nn.Module):
         )
         self.depthwise_activation = nn.PReLU()
         self.depthwise_norm = layer_norm(norm, hidden_channels)
-        self.residual = nn.Conv1d(hidden_channels, channels, 1, bias=False)
+        self.residual = nn.Conv1d(hidden_channels, channels, 1, bias=False) if residual else None
         self.skip = (
             nn.Conv1d(hidden_channels, skip_channels, 1, bias=False) if skip_channels else None
         )
@@ -63,6 +64,8 @@ class TemporalBlock(nn.Module):
             hidden = F.pad(hidden, (self.padding // 2, self.padding - self.padding // 2))
         hidden = self.depthwise_norm(self.depthwise_activation(self.depthwise(hidden)))
         skip = self.skip(hidden) if self.skip is not None else None
+        if self.residual is None:
+            return x, skip
         return x + self.residual(hidden), skip
 
 
@@ -74,7 +77,8 @@ class TemporalConvNet(nn.Module):
     ``repeats`` x ``layers`` ``TemporalBlock``s of ``hidden_channels`` with kernel
     ``kernel_size``, then a 1x1 conv to ``sources * filters`` and the mask activation. With
     ``skip_channels`` the masks come from the sum of the blocks' skip outputs (the paper's
-    design), otherwise from the last residual output.
+    design) and the last block has no residual convolution (its output would be unused,
+    which DDP refuses); otherwise from the last residual output.
     """
 
     def __init__(
@@ -100,18 +104,19 @@ class TemporalConvNet(nn.Module):
         self.sources = sources
         self.input_norm = ChannelLayerNorm(filters)
         self.bottleneck = nn.Conv1d(filters, bottleneck_channels, 1, bias=False)
+        count = repeats * layers
         self.blocks = nn.ModuleList(
             TemporalBlock(
                 bottleneck_channels,
                 hidden_channels,
                 kernel_size,
-                dilation=2**layer,
+                dilation=2 ** (index % layers),
                 norm=norm,
                 causal=causal,
                 skip_channels=skip_channels,
+                residual=not skip_channels or index < count - 1,
             )
-            for _ in range(repeats)
-            for layer in range(layers)
+            for index in range(count)
         )
         self.mask_conv = nn.Conv1d(
             skip_channels or bottleneck_channels, sources * filters, 1, bias=False
