@@ -120,7 +120,7 @@ def test_constructor_takes_the_reference_arguments_and_defaults(ours):
 
 def test_htdemucs_separates_at_its_training_segment():
     model = HTDemucs(SOURCES, **SMALL_HTDEMUCS).eval()
-    assert model.segment_seconds == 1.0
+    assert model.segment_seconds == model.training_segment == 1.0
     assert model.valid_length(1000) == 44100  # padded to the training excerpt
     assert model.valid_length(50000) == 50000  # a longer input is taken whole
     mixture = torch.randn(1, 2, 20000)

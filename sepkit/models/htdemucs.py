@@ -104,6 +104,12 @@ class HTDemucs(HybridDemucs):
         transformer = {name[2:]: value for name, value in arguments.items() if name[:2] == "t_"}
         self.crosstransformer = cross_transformer(width, transformer)
 
+    @property
+    def training_segment(self) -> float:
+        """Seconds of a training excerpt when the dataset sets none: ``segment``, the
+        length separation pads to."""
+        return float(self.segment)
+
     def training_length(self) -> int:
         """Samples in a training excerpt: ``segment`` seconds."""
         return int(self.segment * self.samplerate)
