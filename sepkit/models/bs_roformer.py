@@ -28,8 +28,8 @@ from sepkit.blocks.roformer import RMSNorm, apply_axial_transformers, axial_tran
 from sepkit.blocks.stft import ISTFT, STFT, frequency_bins
 from sepkit.models.base import SeparationModel
 
-# the paper's 62 bands for a 2048-point STFT: 2 bins x 24, 4 x 12, 12 x 8, 24 x 8, 48 x 8,
-# 128 and 129
+# the reference's 62 bands of a 2048-point STFT (the paper's split, about 60 bands): 24 of
+# 2 bins, 12 of 4, 8 each of 12, 24 and 48, then 128 and 129
 DEFAULT_FREQS_PER_BANDS = (
     (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
 )  # fmt: skip
