@@ -139,6 +139,11 @@ def test_a_bs_roformer_checkpoint_loads_and_separates_as_the_reference(tmp_path,
     difference = (estimate - expected).abs().max().item()
     print(f"largest difference {difference:.2e}")
     assert difference < 1e-4
+    stems = separator.separate(mixture[0], 44100)  # one segment: the model on the whole input
+    assert list(stems) == ["vocals"] and stems["vocals"].shape == mixture[0].shape
+    streamed = (stems["vocals"][:, : expected.shape[-1]] - expected[0]).abs().max().item()
+    print(f"largest difference through Separator {streamed:.2e}")
+    assert streamed < 1e-4
 
 
 def test_a_mel_roformer_checkpoint_loads_with_its_yaml_beside_it(tmp_path):
