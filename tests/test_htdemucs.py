@@ -87,8 +87,9 @@ SMALL_HDEMUCS = dict(channels=8, depth=5, nfft=1024, segment=4)
         dict(dconv_attn=3, dconv_lstm=3, dconv_mode=3),
         dict(hybrid=False, cac=False, wiener_iters=-1, end_iters=-1),
         dict(hybrid_old=True, context_enc=1, dconv_depth=-2),
+        dict(hybrid=False, cac=False, wiener_iters=1, end_iters=-1, wiener_residual=True),
     ],
-    ids=["lstm_attention", "spectrogram_only_masking", "hybrid_old"],
+    ids=["lstm_attention", "spectrogram_only_masking", "hybrid_old", "spectrogram_only_wiener"],
 )
 def test_small_hdemucs_matches_demucs(options):
     # with the BLSTM, 1.5 s: the innermost frequency layer sees more than 200 frames, so
