@@ -12,6 +12,7 @@ load with ``strict=True``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -65,6 +66,11 @@ def _layer_plan(
             freqs = 1 if freqs <= kernel_size else freqs // stride
         plan[-1]["freqs_after"] = freqs
     return plan
+
+
+# what a model puts between encoders and decoders: (spectrogram features, waveform features)
+# -> the same shapes
+Bottleneck = Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
 
 
 class HybridDemucs(SeparationModel):
@@ -193,7 +199,7 @@ class HybridDemucs(SeparationModel):
                 xt, _ = tdec(xt, skips["saved_t"].pop(), length_t)
         return x, xt
 
-    def _separate(self, mixture: Tensor, bottleneck: Any) -> Tensor:
+    def _separate(self, mixture: Tensor, bottleneck: Bottleneck) -> Tensor:
         """mixture (batch, channels, time) -> sources (batch, sources, channels, time);
         ``bottleneck(x, xt)`` transforms the bottom of the branches."""
         batch, _, length = mixture.shape
