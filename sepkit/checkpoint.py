@@ -34,7 +34,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint file on the CPU without unpickling any object."""
     content = read_torch_file(path)
     if not isinstance(content, dict) or "model" not in content:
-        raise SepkitError(f"{path}: not a sepkit checkpoint (no 'model' entry)")
+        raise SepkitError(
+            f"{path}: not a sepkit checkpoint (no 'model' entry); for a "
+            "Music-Source-Separation-Training checkpoint give its YAML: config=<file>.yaml"
+        )
     return content
 
 

@@ -291,10 +291,12 @@ the folders given, at the input's sample rate, length and channel count.
   sepkit separate a.wav b.flac pretrained=umxhq     another published model
   sepkit separate musdb18/test checkpoint=runs/2026-01-01/12-00-00 format=flac
   sepkit separate song.wav two_stems=vocals         vocals.wav and no_vocals.wav
+  sepkit separate song.wav checkpoint=model.ckpt config=model.yaml
+                                                    a community band-split RoFormer (MSST)
 
-keys (configs/separate.yaml): checkpoint, pretrained, name, out_dir, targets, two_stems,
-residual, niter, softmask, wiener_win_len, segment, overlap, shifts, seed, device, amp,
-threads, progress, format, subtype, clip, overwrite
+keys (configs/separate.yaml): checkpoint, config, pretrained, name, out_dir, targets,
+two_stems, residual, niter, softmask, wiener_win_len, segment, overlap, shifts, seed, device,
+amp, threads, progress, format, subtype, clip, overwrite
 """
 # what the user can change when stems cannot be written: permissions, a full disk
 STEMS_NOT_WRITTEN = (*NOT_WRITABLE, errno.ENOSPC, errno.EDQUOT)

@@ -120,7 +120,11 @@ class SeparationSettings:
     Neither ``checkpoint`` nor ``pretrained`` given: ``pretrained=htdemucs``.
     """
 
-    checkpoint: str | None = None  # a checkpoint file of sepkit train, or its run directory
+    # a checkpoint file of sepkit train or its run directory; or a Music-Source-Separation-
+    # Training checkpoint (<file>.ckpt, a band-split RoFormer) with its YAML beside it or in
+    # config=<file>.yaml
+    checkpoint: str | None = None
+    config: str | None = None
     # htdemucs (default), htdemucs_ft, htdemucs_6s, hdemucs_mmi (demucs 4.1.0), umxhq, umx,
     # umxl (Open-Unmix), demucs, demucs_extra, demucs48_hq, tasnet, tasnet_extra (demucs
     # 2.0.3), or an Open-Unmix model folder

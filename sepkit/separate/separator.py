@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sepkit.checkpoint import build_model, find_checkpoint, load_checkpoint
 from sepkit.devices import autocast, select_device
 from sepkit.errors import SepkitError
 from sepkit.models.base import InferenceOptions, SeparationModel
-from sepkit.models.pretrained import load_pretrained
+from sepkit.models.pretrained import load_pretrained, load_trained
 from sepkit.models.shifts import DEFAULT_MAX_SHIFT_SECONDS, apply_shifts
 from sepkit.separate.audio_io import AudioReader, StemWriter, check_output_settings, progress_bar
 from sepkit.separate.inputs import track_name
@@ -106,10 +105,12 @@ class Separator:
         return cls(load_pretrained(name), **options)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, **options: Any) -> Separator:
-        """A model trained by ``sepkit train``: a checkpoint file or a run directory."""
-        file = find_checkpoint(Path(path).expanduser())
-        return cls(build_model(load_checkpoint(file), source=str(file)), **options)
+    def from_checkpoint(
+        cls, path: str | os.PathLike, config: str | os.PathLike | None = None, **options: Any
+    ) -> Separator:
+        """A model trained by ``sepkit train`` (a checkpoint file or a run directory), or a
+        Music-Source-Separation-Training checkpoint with its YAML (``config``, or beside it)."""
+        return cls(load_trained(path, config), **options)
 
     # -- separation ----------------------------------------------------------------------
 
@@ -278,6 +279,11 @@ def separator_from_config(cfg: Any, **options: Any) -> Separator:
         raise SepkitError(
             f"checkpoint={cfg.checkpoint} and pretrained={cfg.pretrained}: choose one model"
         )
+    if cfg.config and not cfg.checkpoint:
+        raise SepkitError(
+            f"config={cfg.config} is the YAML of a Music-Source-Separation-Training checkpoint: "
+            "give the checkpoint too (checkpoint=<file>.ckpt)"
+        )
     if cfg.checkpoint:
-        return Separator.from_checkpoint(cfg.checkpoint, **options)
+        return Separator.from_checkpoint(cfg.checkpoint, cfg.config, **options)
     return Separator.from_pretrained(cfg.pretrained or DEFAULT_PRETRAINED, **options)

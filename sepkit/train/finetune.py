@@ -1,7 +1,8 @@
 """Fine-tuning: start a new run from trained weights (``init=``) and keep some of them fixed
 (``freeze=``).
 
-``init`` names a checkpoint of ``sepkit train`` (file or run directory) or a published model
+``init`` names a checkpoint of ``sepkit train`` (file or run directory), a
+Music-Source-Separation-Training checkpoint with its YAML beside it, or a published model
 (``pretrained=`` names, e.g. htdemucs). Its weights load into the model the config builds, so
 the config must build the same architecture: when it does not, the error lists the model
 settings to add. The run then trains like any other; ``resume=`` continues it from its own
@@ -16,10 +17,10 @@ from typing import Any
 
 from torch import nn
 
-from sepkit.checkpoint import build_model, find_checkpoint, load_checkpoint, load_weights
+from sepkit.checkpoint import load_weights
 from sepkit.errors import SepkitError
 from sepkit.models.base import SeparationModel
-from sepkit.models.pretrained import load_pretrained
+from sepkit.models.pretrained import load_pretrained, load_trained
 
 
 def initial_model(source: str) -> SeparationModel:
@@ -27,8 +28,7 @@ def initial_model(source: str) -> SeparationModel:
     else a published model's name."""
     path = Path(source).expanduser()
     if path.is_file() or (path / "checkpoints").is_dir():
-        file = find_checkpoint(path)
-        return build_model(load_checkpoint(file), source=f"init={file}")
+        return load_trained(path)
     try:
         return load_pretrained(source)
     except SepkitError as error:  # its message names the key pretrained=

@@ -17,10 +17,12 @@ from typing import Any
 
 import torch
 
+from sepkit.checkpoint import build_model, find_checkpoint, load_checkpoint
 from sepkit.errors import SepkitError
 from sepkit.models.base import SeparationModel
 from sepkit.models.pretrained.demucs import DEMUCS, load_pretrained_demucs
 from sepkit.models.pretrained.demucs4 import DEMUCS4, load_pretrained_demucs4
+from sepkit.models.pretrained.msst import load_msst
 from sepkit.models.pretrained.open_unmix import (
     OPEN_UNMIX,
     is_open_unmix_folder,
@@ -93,3 +95,24 @@ def load_pretrained(
     if entry.licence_notice:
         print(f"note: the {name} weights are licensed {entry.licence_notice}", file=sys.stderr)
     return entry.load(torch.device(device))
+
+
+def is_msst_checkpoint(path: Path, config: str | Path | None = None) -> bool:
+    """Whether ``path`` is a Music-Source-Separation-Training checkpoint: its YAML is given
+    (``config``) or lies beside it under the same name, as the shared community models do."""
+    if config is not None:
+        return True
+    return path.is_file() and any(path.with_suffix(s).is_file() for s in (".yaml", ".yml"))
+
+
+def load_trained(
+    path: str | Path, config: str | Path | None = None, device: torch.device | str = "cpu"
+) -> SeparationModel:
+    """A trained model from disk, in eval mode: a checkpoint of ``sepkit train`` (a file or
+    its run directory, whose best.pt is taken), or a Music-Source-Separation-Training
+    checkpoint with its YAML (``config``, or beside it; ``sepkit.models.pretrained.msst``)."""
+    path = Path(path).expanduser()
+    if is_msst_checkpoint(path, config):
+        return load_msst(path, config, device)
+    file = find_checkpoint(path)
+    return build_model(load_checkpoint(file), source=str(file)).to(device)
