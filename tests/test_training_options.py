@@ -79,8 +79,8 @@ def test_max_time_stops_after_a_step_with_last_pt_and_resume_finishes_the_run(tm
 # -- trainer.accumulate --------------------------------------------------------------------
 
 # Conv-TasNet with global layer norm: nothing in it depends on the other items of a batch
-# (without the skip path, whose last block leaves a residual convolution unused, which DDP
-# refuses unless told to look for unused parameters)
+# (without the skip path, as Demucs's; tests/test_convtasnet_skip.py runs the skip path
+# under DDP)
 SMALL_CONVTASNET = [
     "model=convtasnet", "model.filters=16", "model.bottleneck_channels=8",
     "model.skip_channels=null", "model.hidden_channels=16", "model.layers=2",
