@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from sepkit.blocks.stft import ISTFT, STFT
+from sepkit.blocks.stft import STFT
 
 
 def reflect_pad(signal: Tensor, left: int, right: int) -> Tensor:
     """Pad (..., time) by reflection; a signal too short to reflect is first zero-padded
     (on the right, then on the left) until it is one sample longer than the larger pad, so
     the original samples stay at ``left:left + time``."""
-    length = signal.shape[-1]
+    leading, length = signal.shape[:-1], signal.shape[-1]
+    signal = signal.reshape(-1, length)  # reflection padding takes 2-D or 3-D inputs
     longest = max(left, right)
     if length <= longest:
         extra = longest - length + 1
@@ -34,7 +36,7 @@ def reflect_pad(signal: Tensor, left: int, right: int) -> Tensor:
         extra_left = extra - extra_right
         signal = F.pad(signal, (extra_left, extra_right))
         left, right = left - extra_left, right - extra_right
-    return F.pad(signal, (left, right), mode="reflect")
+    return F.pad(signal, (left, right), mode="reflect").reshape(*leading, -1)
 
 
 class HybridSTFT(nn.Module):
@@ -53,7 +55,6 @@ class HybridSTFT(nn.Module):
         self.hop_length = n_fft // 4
         self.framing = framing
         self.stft = STFT(n_fft, self.hop_length, center=True)
-        self.istft = ISTFT(n_fft, self.hop_length, center=True)
 
     def forward(self, signal: Tensor) -> Tensor:
         """(..., time) -> complex (..., n_fft / 2, frames)."""
@@ -73,13 +74,22 @@ class HybridSTFT(nn.Module):
     def inverse(self, spectrogram: Tensor, length: int) -> Tensor:
         """complex (..., n_fft / 2, frames) -> (..., length)."""
         hop = self.hop_length
-        spectrogram = F.pad(spectrogram, (0, 0, 0, 1)) * math.sqrt(self.n_fft)
         if self.framing == "plain":
-            return self.istft(spectrogram, length=length)
-        spectrogram = F.pad(spectrogram, (2, 2))
+            return self._istft(F.pad(spectrogram, (0, 0, 0, 1)), length)
+        spectrogram = F.pad(spectrogram, (2, 2, 0, 1))  # the two outer frames, Nyquist
         pad = hop // 2 * 3
         whole = hop * math.ceil(length / hop)
         if self.framing == "hybrid_old":
-            return self.istft(spectrogram, length=whole)[..., :length]
-        signal = self.istft(spectrogram, length=whole + 2 * pad)
-        return signal[..., pad : pad + length]
+            return self._istft(spectrogram, whole)[..., :length]
+        return self._istft(spectrogram, whole + 2 * pad)[..., pad : pad + length]
+
+    def _istft(self, spectrogram: Tensor, length: int) -> Tensor:
+        # torch.istft on all signals at once: a model's input is a segment of seconds, for
+        # which sepkit's ISTFT (signal by signal, to keep whole songs small) is slower
+        leading = spectrogram.shape[:-2]
+        flat = spectrogram.reshape(-1, *spectrogram.shape[-2:])
+        window = self.stft.window.to(flat.real.dtype)
+        signal = torch.istft(
+            flat, self.n_fft, self.hop_length, window=window, normalized=True, length=length
+        )
+        return signal.reshape(*leading, length)
