@@ -12,9 +12,10 @@ REFERENCE_PACKAGES := openunmix==1.3.0 demucs==2.0.3 julius==0.2.8
 # sys.path only by its parity tests (tests/references.py)
 REFS := .refs
 DEMUCS4_PACKAGES := demucs==4.1.0 einops==0.8.2
-# audio-separator's roformer modules and what they import (librosa for the mel filter bank)
-AUDIO_SEPARATOR_PACKAGES := audio-separator==0.47.1 einops==0.8.2 beartype==0.23.1 \
-	rotary-embedding-torch==0.9.1 librosa==0.11.0 numba llvmlite lazy_loader decorator \
+# audio-separator's roformer modules and what they import (librosa for the mel filter bank),
+# at the versions its requirements pin (rotary-embedding-torch < 0.7, beartype < 0.19)
+AUDIO_SEPARATOR_PACKAGES := audio-separator==0.47.1 einops==0.8.2 beartype==0.18.5 \
+	rotary-embedding-torch==0.6.5 librosa==0.11.0 numba llvmlite lazy_loader decorator \
 	audioread pooch msgpack joblib platformdirs
 
 .PHONY: demo test install ffmpeg lint clean

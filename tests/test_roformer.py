@@ -38,21 +38,12 @@ PUBLISHED = {
 
 
 def reference_model(kind: str, targets: list[str], stereo: bool, **arguments) -> torch.nn.Module:
-    """The reference class with random weights (norm gains too), in eval mode.
-
-    audio-separator pins rotary-embedding-torch < 0.7, whose angle cache starts empty; the
-    0.9.1 in .refs starts it as a buffer of zeros, which the reference's rotary.py reads as
-    valid angles (no rotation at all). Turning the cache off makes the reference compute
-    its angles, as it does with its pinned version.
-    """
+    """The reference class with random weights (norm gains too), in eval mode."""
     bs_roformer, mel_band_roformer = audio_separator_roformer("bs_roformer", "mel_band_roformer")
     cls = bs_roformer.BSRoformer if kind == "bs" else mel_band_roformer.MelBandRoformer
     if kind == "mel":
         arguments["match_input_audio_length"] = True
     model = cls(**arguments, stereo=stereo, num_stems=len(targets))
-    for module in model.modules():
-        if type(module).__name__ == "RotaryEmbedding":
-            module.cache_if_possible = False
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.requires_grad:
