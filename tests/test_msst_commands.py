@@ -54,3 +54,17 @@ def test_the_yaml_beside_the_checkpoint_is_found_and_config_alone_is_refused(tmp
     alone = run_sepkit("separate", str(song), f"config={checkpoint.with_suffix('.yaml')}",
                        f"out_dir={tmp_path / 'other'}")  # fmt: skip
     assert alone.returncode == 2 and "give the checkpoint too" in alone.stderr, alone.stderr
+
+
+def test_a_vocals_model_is_scored_beside_its_accompaniment_as_museval_does(tmp_path):
+    # most shared RoFormers separate vocals alone: BSSEval needs two targets, and museval's
+    # eval_mus_track scores vocals with the accompaniment; its estimate is the residual
+    _, checkpoint = _write_checkpoint(tmp_path, "bs", ["vocals"])
+    checkpoint.with_suffix(".yaml").write_text(BS_YAML)
+    report = tmp_path / "eval"
+    result = run_sepkit("eval", f"checkpoint={checkpoint}", "dataset=toy", *TINY_TOY,
+                        f"out_dir={report}", "baseline=false", check=True)  # fmt: skip
+    rows = [line.split("|")[1].strip() for line in result.stdout.splitlines()
+            if line.startswith("| ") and "model_bs" in line]  # fmt: skip
+    assert rows == ["vocals", "accompaniment"], result.stdout
+    assert "can be scored" not in result.stderr

@@ -116,6 +116,11 @@ def make_plan(cfg: Any, choice: str, compared: Sequence[Evaluation]) -> Plan:
 
         plan.separator = separator_from_config(cfg)
         plan.scored = scored_stems(plan.separator.stems, data, metrics)
+        if plan.scored == ["vocals"] and "accompaniment" in derived:
+            # a vocals model (most shared RoFormers): museval scores vocals beside the
+            # accompaniment, whose estimate is the mixture minus the vocals (the residual)
+            plan.separator = plan.separator.with_residual()
+            plan.scored = ["vocals", "accompaniment"]
         unscored = [stem for stem in plan.separator.stems if stem not in plan.scored]
         if unscored:
             print(f"not scored (no reference in the dataset): {', '.join(unscored)}")

@@ -245,6 +245,7 @@ def _separated(
         stems = plan.separator.separate(tensor, plan.data.sample_rate)
     except SepkitError as error:
         raise SepkitError(f"{track}: {error}") from None
+    stems.setdefault("accompaniment", stems.get("residual"))  # see plan.make_plan
     return {name: stems[name].numpy().T for name in plan.scored}
 
 

@@ -112,6 +112,16 @@ class Separator:
         Music-Source-Separation-Training checkpoint with its YAML (``config``, or beside it)."""
         return cls(load_trained(path, config), **options)
 
+    def with_residual(self) -> Separator:
+        """The same model and options, with the ``residual`` stem (the mixture minus the
+        targets) added to the stems."""
+        options = {name: getattr(self, name) for name in ("segment", "overlap", "shifts", "seed")}
+        return Separator(
+            self.model, residual=True, niter=self.options.niter, softmask=self.options.softmask,
+            wiener_win_len=self.options.wiener_win_len, device=self.device, amp=self.amp,
+            **options,
+        )  # fmt: skip
+
     # -- separation ----------------------------------------------------------------------
 
     @property
