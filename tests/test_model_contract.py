@@ -142,3 +142,36 @@ def test_pit_when_unordered_permutes_speakers_and_keeps_named_stems_in_place():
         PermutationInvariantLoss(ScaleInvariantSDRLoss()).fit_sources(ordered=True)
     with pytest.raises(ValueError, match="no order"):
         ScaleInvariantSDRLoss().fit_sources(ordered=False)
+
+
+def _composed_train(*overrides: str):
+    register_schemas()
+    _register_resolvers()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_music_set_trains_on_the_models_segment_and_a_set_segment_wins(model: str):
+    """The music sets leave the excerpt length to the model (its ``training_segment``: the
+    paper's), the speech sets keep their own; ``dataset.segment=`` wins over both."""
+    toy = [option for option in DATASETS["toy"] if not option.startswith("dataset.segment")]
+    music = _composed_train(f"model={model}", *toy)
+    assert music.dataset.segment is None
+    built = instantiate(music.model, _convert_="all")
+    data = instantiate(music.dataset, _convert_="all")
+    items = data.training_set(built.training_segment)
+    assert items[0][0].shape[-1] == round(built.training_segment * data.sample_rate)
+    data.segment = 0.25
+    assert data.training_set(built.training_segment)[0][0].shape[-1] == round(
+        0.25 * data.sample_rate
+    )
+    speech = _composed_train(f"model={model}", "dataset=toy_speech")
+    assert speech.dataset.segment == 2.0
+
+
+def test_a_model_config_sets_the_batch_size_and_a_trainer_option_or_override_wins():
+    assert _composed_train("model=demucs").trainer.batch_size == 2
+    assert _composed_train("model=openunmix").trainer.batch_size == 16
+    assert _composed_train("model=demucs", "trainer=cpu_demo").trainer.batch_size == 8
+    assert _composed_train("model=demucs", "trainer.batch_size=3").trainer.batch_size == 3

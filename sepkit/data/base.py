@@ -231,7 +231,8 @@ class SeparationData:
 
     Args:
         targets: the stems the model separates, in the order the sources are served.
-        segment: training segment length in seconds (Open-Unmix: 6).
+        segment: training segment length in seconds; None: the model's own
+            (``SeparationModel.training_segment``, which ``training_set`` is given).
         sample_rate: rate the data is served at, in Hz; other rates are resampled into the
             cache once.
         nb_channels: channels served (mono files are duplicated; 1 averages several).
@@ -256,7 +257,7 @@ class SeparationData:
         self,
         *,
         targets: list[str],
-        segment: float = 6.0,
+        segment: float | None = None,
         sample_rate: int = 44100,
         nb_channels: int = 2,
         samples_per_track: int = 64,
@@ -270,7 +271,7 @@ class SeparationData:
         if not targets or len(set(targets)) != len(targets):
             raise SepkitError(f"dataset.targets={targets} must name each target once")
         for name, value in [("segment", segment), ("sample_rate", sample_rate)]:
-            if value <= 0:
+            if value is not None and value <= 0:
                 raise SepkitError(f"dataset.{name}={value} must be positive")
         for name, value in [("nb_channels", nb_channels), ("samples_per_track", samples_per_track)]:
             if value < 1:
@@ -280,7 +281,7 @@ class SeparationData:
         if valid_segment is not None and valid_segment <= 0:
             raise SepkitError(f"dataset.valid_segment={valid_segment} must be positive or null")
         self.targets = targets
-        self.segment = float(segment)
+        self.segment = None if segment is None else float(segment)
         self.sample_rate = int(sample_rate)
         self.nb_channels = int(nb_channels)
         self.samples_per_track = int(samples_per_track)
@@ -344,18 +345,16 @@ class SeparationData:
     def test_tracks(self) -> list[Track]:
         return self._split("test")
 
-    @property
-    def segment_frames(self) -> int:
-        """Training segment length in frames at ``sample_rate``."""
-        return max(1, round(self.segment * self.sample_rate))
-
-    def training_set(self) -> TrainingSegments:
-        """Random augmented segments: ``samples_per_track`` items per training track. Pieces
-        that shorten an item (a random shift) get the extra frames they consume."""
+    def training_set(self, model_segment: float = 6.0) -> TrainingSegments:
+        """Random augmented segments of ``segment`` seconds, or of ``model_segment`` (the
+        model's ``training_segment``) when ``segment`` is None: ``samples_per_track`` items
+        per training track. Pieces that shorten an item (a random shift) get the extra frames
+        they consume."""
+        seconds = model_segment if self.segment is None else self.segment
         extra_frames = sum(getattr(piece, "extra_frames", 0) for piece in self.augmentations)
         return TrainingSegments(
             self.train_tracks(),
-            segment_frames=self.segment_frames + extra_frames,
+            segment_frames=max(1, round(seconds * self.sample_rate)) + extra_frames,
             samples_per_track=self.samples_per_track,
             nb_channels=self.nb_channels,
             seed=self.seed,

@@ -70,6 +70,10 @@ class SeparationModel(nn.Module, abc.ABC):
     # (a long segment needs a smaller share).
     segment_seconds: ClassVar[float] = 10.0
     segment_overlap: ClassVar[float] = 0.25
+    # Seconds of audio in a training item when the dataset sets no ``segment`` (the music
+    # sets; a speech set's utterance excerpt is its own): the paper's excerpt where it fits
+    # one GPU, so that ``sepkit train model=X`` trains with the model's recipe.
+    training_segment: ClassVar[float] = 6.0
     sample_rate: int
     targets: list[str]
     nb_channels: int

@@ -38,6 +38,12 @@ class ConvTasNet(SeparationModel):
     128, H 512, P 3, X 8, R 3, gLN, sigmoid masks): 15.3 dB SI-SNRi on wsj0-2mix.
     """
 
+    @property
+    def training_segment(self) -> float:
+        """Seconds of a training item where the dataset sets no segment (the music sets):
+        the paper's 4 s excerpts at 8 kHz as a count of samples, which memory grows with."""
+        return 32000 / self.sample_rate
+
     def __init__(
         self,
         targets: list[str],

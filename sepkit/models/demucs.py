@@ -41,6 +41,8 @@ class Demucs(SeparationModel):
     targets as drums, bass, other, vocals.
     """
 
+    training_segment = 10.0  # demucs 2.0.3's --samples, 10 s at 44.1 kHz
+
     def __init__(
         self,
         targets: list[str],

@@ -31,6 +31,12 @@ class TasNet(SeparationModel):
     layers of 500 units.
     """
 
+    @property
+    def training_segment(self) -> float:
+        """Seconds of a training item where the dataset sets no segment (the music sets):
+        the paper's 4 s excerpts at 8 kHz as a count of samples, which memory grows with."""
+        return 32000 / self.sample_rate
+
     def __init__(
         self,
         targets: list[str],

@@ -142,6 +142,8 @@ class UNetSeparator(SpectrogramModel):
     (y_i^p + eps/N) / (sum_j y_j^p + eps), used when separating with ``niter=0``.
     """
 
+    training_segment = 11.87  # Spleeter's 512-frame patches of a 4096/1024 STFT at 44.1 kHz
+
     outputs = ("magnitudes", "mixture_spectrogram")
 
     def __init__(

@@ -40,6 +40,9 @@ class WaveUNet(SeparationModel):
     vocals model learned upsampling.
     """
 
+    # the paper's 147443-sample inputs at 22.05 kHz (6.69 s); forward adds the context
+    training_segment = 6.69
+
     def __init__(
         self,
         targets: list[str],

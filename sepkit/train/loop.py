@@ -101,7 +101,9 @@ class Trainer:
             self.network = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        self.loaders = data_loaders(self.data, self.trainer, distributed, device)
+        self.loaders = data_loaders(
+            self.data, self.trainer, distributed, device, self.model.training_segment
+        )
         self.batch_augmentation = getattr(self.data, "batch_augmentation", None)
 
     # -- building --------------------------------------------------------------------------

@@ -100,13 +100,18 @@ class Loaders:
 
 
 def data_loaders(
-    data: SeparationData, trainer: Any, distributed: Distributed, device: torch.device
+    data: SeparationData,
+    trainer: Any,
+    distributed: Distributed,
+    device: torch.device,
+    model_segment: float,
 ) -> Loaders:
-    """Training batches of ``trainer.batch_size`` from this process's share of each epoch
+    """Training batches of ``trainer.batch_size`` segments (of ``model_segment`` seconds when
+    the dataset sets no segment) from this process's share of each epoch
     (``trainer.accumulate`` of them per optimizer step);
     validation items one at a time (whole tracks differ in length), every
     ``world_size``-th from the rank on."""
-    training_set = data.training_set()
+    training_set = data.training_set(model_segment)
     sampler = EpochSampler(
         len(training_set),
         trainer.batch_size,
