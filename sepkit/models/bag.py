@@ -60,6 +60,9 @@ class BagOfModels(SeparationModel):
         self.register_buffer("weights", weights_tensor / weights_tensor.sum(0), persistent=False)
         self.segment_seconds = min(model.segment_seconds for model in models)
         self.segment_overlap = max(model.segment_overlap for model in models)
+        weightings = {model.segment_weighting for model in models}
+        if len(weightings) == 1:  # members weighed alike: the bag too (else the default)
+            self.segment_weighting = weightings.pop()
 
     def forward(self, mixture: Tensor) -> dict[str, Tensor]:
         """mixture (batch, channels, time) -> waveforms (batch, targets, channels, time)."""

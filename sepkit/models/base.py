@@ -70,6 +70,10 @@ class SeparationModel(nn.Module, abc.ABC):
     # (a long segment needs a smaller share).
     segment_seconds: ClassVar[float] = 10.0
     segment_overlap: ClassVar[float] = 0.25
+    # How the segments are weighed and padded (sepkit.separate.streaming): "cross_fade"
+    # (linear ramps over at most half a segment), or the scheme of the tool a model's
+    # published weights were run with: "triangle" (demucs 4) or "edge_fade" (MSST).
+    segment_weighting: ClassVar[str] = "cross_fade"
     # Seconds of audio in a training item when the dataset sets no ``segment`` (the music
     # sets; a speech set's utterance excerpt is its own): the paper's excerpt where it fits
     # one GPU, so that ``sepkit train model=X`` trains with the model's recipe.

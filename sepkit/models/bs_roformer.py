@@ -45,11 +45,12 @@ class BandSplitRoformer(SeparationModel):
 
     Separation cuts long inputs into 8 s segments (the community checkpoints'
     ``chunk_size`` of 352800 samples at 44.1 kHz) overlapping by half (their
-    ``num_overlap: 2``).
+    ``num_overlap: 2``), weighed and padded as MSST's ``demix`` does.
     """
 
     segment_seconds = 8.0
     segment_overlap = 0.5
+    segment_weighting = "edge_fade"
 
     def __init__(
         self,

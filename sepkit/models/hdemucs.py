@@ -77,6 +77,8 @@ class HybridDemucs(SeparationModel):
     """The two branches of Demucs v3/v4 and how they run; subclasses build them with
     ``_build_branches`` and run ``_separate`` (with their bottleneck) in ``forward``."""
 
+    segment_weighting = "triangle"  # demucs 4's apply_model, as the published weights ran
+
     def _build_hybrid(self, arguments: dict[str, Any]) -> None:
         """Everything but a bottleneck, from the constructor's ``arguments`` (demucs's
         names; without ``hybrid``, a hybrid model; without ``dconv_lstm``/``dconv_attn``,

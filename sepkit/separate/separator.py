@@ -26,7 +26,7 @@ from sepkit.models.pretrained import load_pretrained, load_trained
 from sepkit.models.shifts import DEFAULT_MAX_SHIFT_SECONDS, apply_shifts
 from sepkit.separate.audio_io import AudioReader, StemWriter, check_output_settings, progress_bar
 from sepkit.separate.inputs import track_name
-from sepkit.separate.streaming import ChannelLayout, SeparationStream
+from sepkit.separate.streaming import ChannelLayout, SeparationStream, segment_stride
 
 __all__ = [
     "DEFAULT_PRETRAINED",
@@ -78,7 +78,11 @@ class Separator:
         if wiener_win_len is not None and wiener_win_len < 1:
             raise SepkitError(f"wiener_win_len={wiener_win_len}: use a positive number or null")
         if overlap is not None and not 0 <= overlap <= 0.5:
-            raise SepkitError(f"overlap={overlap}: use a fraction of a segment in [0, 0.5]")
+            if model.segment_weighting == "cross_fade" or not 0 <= overlap < 1:
+                largest = "0.5]" if model.segment_weighting == "cross_fade" else "1)"
+                raise SepkitError(
+                    f"overlap={overlap}: use a fraction of a segment in [0, {largest}"
+                )
         if segment is not None and segment <= 0:
             raise SepkitError(f"segment={segment}: use a positive number of seconds or null")
         sources = [*model.targets, *(["residual"] if residual else [])]
@@ -132,8 +136,8 @@ class Separator:
     def segment_geometry(self) -> tuple[int, int]:
         """Segment and overlap lengths in samples at the model's rate."""
         segment_length = self.model.valid_length(max(1, round(self.segment * self.sample_rate)))
-        overlap_length = min(round(self.overlap * segment_length), segment_length // 2)
-        return segment_length, overlap_length
+        stride = segment_stride(self.model.segment_weighting, segment_length, self.overlap)
+        return segment_length, segment_length - stride
 
     def select_stems(self, sources: Tensor) -> Tensor:
         """(sources, channels, time) of the model -> (stems, channels, time) to write."""
@@ -156,6 +160,7 @@ class Separator:
             segment_length=segment_length,
             overlap_length=overlap_length,
             label=label,
+            segment_weighting=self.model.segment_weighting,
         )
 
     def _separate_segment(
