@@ -13,8 +13,16 @@ Wiener filter, 2 CPU threads. Every measurement runs in a fresh process:
 - memory: ``sepkit separate`` on a 10-minute stereo WAV file, file in and stems out, as
   a user runs it; its peak resident memory (VmHWM) and time.
 
+With ``--model htdemucs`` the reference is demucs 4.1.0's ``apply_model`` (split, overlap
+0.25, shifts 0) on a package of htdemucs's published shape written into the hub cache under
+htdemucs's file name (sepkit loads it as ``pretrained=htdemucs``); with ``--model
+bs_roformer`` it is audio-separator's BSRoformer of viperx's community shape run chunk by
+chunk as MSST's ``demix`` does (``tests/test_segment_weighting.py``), from a checkpoint and
+YAML that sepkit loads with ``checkpoint=... config=...``. Both import the references
+through ``tests/references.py``.
+
     PYTHONPATH=. /tmp/venv/bin/python benchmarks/separate.py [--seconds 30 120]
-        [--repeats 2] [--long-minutes 10]
+        [--repeats 2] [--long-minutes 10] [--model umxhq|htdemucs|bs_roformer]
 """
 
 from __future__ import annotations
@@ -125,12 +133,141 @@ def sepkit_separator():
     return separate
 
 
-def run_speed_child(implementation: str, clip: Path, output: Path, repeats: int) -> None:
-    """Separate ``clip`` ``repeats`` times; print the best wall and CPU time and the peak
-    memory as key=value; save the stems."""
+# -- the modern models: htdemucs against demucs's apply_model, bs_roformer against MSST ----
+
+DEMUCS_SOURCES = ["drums", "bass", "other", "vocals"]
+# htdemucs's published package: DConv in encoders and decoders, a 512-channel transformer,
+# trained on 7.8 s excerpts (as tests/test_htdemucs.py's published shape)
+HTDEMUCS = dict(dconv_mode=3, bottom_channels=512)
+# viperx's model_bs_roformer_ep_317_sdr_12.9755 YAML: chunk 352800 (8 s), num_overlap 2
+ROFORMER_CHUNK, ROFORMER_OVERLAPS = 352800, 2
+
+
+def write_htdemucs_cache(torch_home: Path) -> None:
+    """htdemucs's published file (demucs's package layout) holding random weights."""
+    import importlib
+    from fractions import Fraction
+
+    from omegaconf import OmegaConf
+
+    from sepkit.models.pretrained.demucs4 import DEMUCS4
+    from tests.references import reference_folder
+
+    os.environ["TORCH_HOME"] = str(torch_home)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / DEMUCS4["htdemucs"].files[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with reference_folder("demucs4", "demucs", "einops"):
+        states = importlib.import_module("demucs.states")
+        htdemucs = importlib.import_module("demucs.htdemucs")
+        torch.manual_seed(0)
+        model = htdemucs.HTDemucs(sources=DEMUCS_SOURCES, segment=Fraction(39, 5), **HTDEMUCS)
+        torch.save(states.serialize_model(model, OmegaConf.create({"model": "x"})), path)
+
+
+def write_roformer_checkpoint(directory: Path) -> list[str]:
+    """A bs_roformer of viperx's shape with random weights, as MSST saves it, and its
+    YAML; returns the ``sepkit separate`` keys that load it."""
+    import yaml
+
+    from sepkit.models.bs_roformer import DEFAULT_FREQS_PER_BANDS
+    from tests.test_roformer import PUBLISHED, reference_model
+
+    torch.manual_seed(0)
+    arguments = {**PUBLISHED["bs"], "freqs_per_bands": DEFAULT_FREQS_PER_BANDS}
+    reference = reference_model("bs", ["vocals"], True, **arguments)
+    torch.save(reference.state_dict(), directory / "bs_roformer.ckpt")
+    config = {
+        "audio": {"chunk_size": ROFORMER_CHUNK, "sample_rate": SAMPLE_RATE, "num_channels": 2},
+        "model": {**arguments, "freqs_per_bands": list(DEFAULT_FREQS_PER_BANDS),
+                  "stereo": True, "num_stems": 1},
+        "training": {"instruments": ["vocals", "other"], "target_instrument": "vocals"},
+        "inference": {"batch_size": 1, "num_overlap": ROFORMER_OVERLAPS},
+    }  # fmt: skip
+    (directory / "bs_roformer.yaml").write_text(yaml.safe_dump(config))
+    return [
+        f"checkpoint={directory / 'bs_roformer.ckpt'}",
+        f"config={directory / 'bs_roformer.yaml'}",
+    ]
+
+
+def demucs_separator():
+    """demucs 4.1.0's apply_model on the package in the hub cache: split, overlap 0.25,
+    no shifts (its separate.py's defaults but shifts, which draw random delays)."""
+    import importlib
+
+    from sepkit.models.pretrained.demucs4 import DEMUCS4
+    from tests.references import reference_folder
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / DEMUCS4["htdemucs"].files[0]
+    with reference_folder("demucs4", "demucs", "einops"):
+        states = importlib.import_module("demucs.states")
+        apply = importlib.import_module("demucs.apply")
+        model = states.load_model(torch.load(path, weights_only=False)).eval()
+
+    def separate(audio: np.ndarray) -> np.ndarray:
+        mixture = torch.from_numpy(audio.T.copy())[None]
+        with torch.no_grad():
+            stems = apply.apply_model(model, mixture, shifts=0, split=True, overlap=0.25)
+        return stems[0].numpy().transpose(0, 2, 1)
+
+    return separate
+
+
+def msst_separator(directory: Path):
+    """The reference BSRoformer run chunk by chunk as MSST's demix does (batch size 1)."""
+    from sepkit.models.bs_roformer import DEFAULT_FREQS_PER_BANDS
+    from tests.test_roformer import PUBLISHED, reference_model
+    from tests.test_segment_weighting import msst_demix
+
+    arguments = {**PUBLISHED["bs"], "freqs_per_bands": DEFAULT_FREQS_PER_BANDS}
+    model = reference_model("bs", ["vocals"], True, **arguments)
+    model.load_state_dict(torch.load(directory / "bs_roformer.ckpt"))
+
+    def separate(audio: np.ndarray) -> np.ndarray:
+        mixture = torch.from_numpy(audio.T.copy())
+        stems = msst_demix(model, mixture, ROFORMER_CHUNK, ROFORMER_OVERLAPS)
+        return stems.numpy().transpose(0, 2, 1)
+
+    return separate
+
+
+def sepkit_keys_separator(keys: list[str]):
+    """sepkit's Separator built from ``sepkit separate``'s model keys."""
+    from sepkit.separate import Separator
+
+    options = dict(key.split("=", 1) for key in keys)
+    if "pretrained" in options:
+        separator = Separator.from_pretrained(options["pretrained"], device="cpu")
+    else:
+        separator = Separator.from_checkpoint(
+            options["checkpoint"], options["config"], device="cpu"
+        )
+
+    def separate(audio: np.ndarray) -> np.ndarray:
+        stems = separator.separate(audio.T, SAMPLE_RATE)
+        return np.stack([stem.numpy().T for stem in stems.values()])
+
+    return separate
+
+
+def run_speed_child(
+    implementation: str, clip: Path, output: Path, repeats: int, keys: list[str]
+) -> None:
+    """Separate ``clip`` ``repeats`` times with the model ``keys`` name (``sepkit
+    separate``'s keys); print the best wall and CPU time and the peak memory as
+    key=value; save the stems."""
     torch.set_num_threads(THREADS)
     audio = np.load(clip)
-    separate = {"openunmix": openunmix_separator, "sepkit": sepkit_separator}[implementation]()
+    if implementation == "openunmix":
+        separate = openunmix_separator()
+    elif implementation == "demucs":
+        separate = demucs_separator()
+    elif implementation == "msst":
+        separate = msst_separator(Path(keys[0].split("=", 1)[1]).parent)
+    elif keys == ["pretrained=umxhq"]:
+        separate = sepkit_separator()
+    else:
+        separate = sepkit_keys_separator(keys)
     walls, cpus = [], []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -142,12 +279,12 @@ def run_speed_child(implementation: str, clip: Path, output: Path, repeats: int)
     print(f"wall={min(walls)} cpu={min(cpus)} peak_rss_mib={peak}")
 
 
-def run_file_child(song: Path, out_dir: Path) -> None:
-    """``sepkit separate <song> pretrained=umxhq`` in this process; its time and peak."""
+def run_file_child(song: Path, out_dir: Path, keys: list[str]) -> None:
+    """``sepkit separate <song> <keys>`` in this process; its time and peak."""
     from sepkit.cli import main
 
     wall = time.perf_counter()
-    main(["separate", str(song), "pretrained=umxhq", f"out_dir={out_dir}", "threads=2",
+    main(["separate", str(song), *keys, f"out_dir={out_dir}", "threads=2",
           "progress=false"])  # fmt: skip
     wall = time.perf_counter() - wall
     print(f"wall={wall} peak_rss_mib={resident_kib('VmHWM') / 1024}")
@@ -177,49 +314,74 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="separations per process")
     parser.add_argument("--rounds", type=int, default=2, help="processes per implementation")
     parser.add_argument("--long-minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--model", choices=["umxhq", "htdemucs", "bs_roformer"], default="umxhq",
+        help="umxhq against openunmix, htdemucs against demucs 4.1.0's apply_model, "
+        "bs_roformer (viperx's shape) against MSST's chunked inference",
+    )  # fmt: skip
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         kind, *rest = arguments.child
         if kind == "file":
-            run_file_child(Path(rest[0]), Path(rest[1]))
+            run_file_child(Path(rest[0]), Path(rest[1]), rest[2:])
         else:
-            run_speed_child(kind, Path(rest[0]), Path(rest[1]), int(rest[2]))
+            run_speed_child(kind, Path(rest[0]), Path(rest[1]), int(rest[2]), rest[3:])
         return
+    compare(arguments)
 
+
+def compare(arguments: argparse.Namespace) -> None:
+    """Both implementations on each clip, then ``sepkit separate`` on a long file."""
     load = os.getloadavg()[0]
+    what = {
+        "umxhq": "umxhq-shaped Open-Unmix (random weights), 4 targets, niter=1",
+        "htdemucs": "htdemucs-shaped HTDemucs (random weights), segment 7.8 s, overlap "
+        "0.25, shifts 0",
+        "bs_roformer": "bs_roformer of viperx's shape (random weights), chunk 352800, "
+        "num_overlap 2",
+    }[arguments.model]
     print(
-        f"torch {torch.__version__}, {THREADS} threads, umxhq-shaped Open-Unmix (random "
-        f"weights), 4 targets, niter=1, stereo 44.1 kHz; load average {load:.1f} on "
-        f"{os.cpu_count()} CPUs"
+        f"torch {torch.__version__}, {THREADS} threads, {what}, stereo 44.1 kHz; load "
+        f"average {load:.1f} on {os.cpu_count()} CPUs"
     )
     with tempfile.TemporaryDirectory() as directory:
         directory = Path(directory)
-        write_hub_cache(directory / "torch")
+        reference, keys = (
+            {"umxhq": "openunmix", "htdemucs": "demucs"}.get(arguments.model, "msst"),
+            [f"pretrained={arguments.model}"],
+        )
+        if arguments.model == "bs_roformer":
+            keys = write_roformer_checkpoint(directory)
+        elif arguments.model == "htdemucs":
+            write_htdemucs_cache(directory / "torch")
+        else:
+            write_hub_cache(directory / "torch")
         for seconds in arguments.seconds:
             clip = directory / "clip.npy"
             np.save(clip, synthetic_song(seconds))
-            runs: dict[str, list[dict]] = {"openunmix": [], "sepkit": []}
+            runs: dict[str, list[dict]] = {reference: [], "sepkit": []}
             for _ in range(arguments.rounds):
                 for name in runs:  # alternate: drifts in the machine's load hit both alike
                     output = directory / f"{name}.npy"
-                    runs[name].append(child([name, str(clip), str(output), str(arguments.repeats)]))
+                    repeats = str(arguments.repeats)
+                    runs[name].append(child([name, str(clip), str(output), repeats, *keys]))
             best = {name: {k: min(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
             difference = np.abs(
-                np.load(directory / "sepkit.npy") - np.load(directory / "openunmix.npy")
+                np.load(directory / "sepkit.npy") - np.load(directory / f"{reference}.npy")
             ).max()
-            print(f"\n{seconds:g} s clip:")
+            print(f"\n{seconds:g} s clip (load average {os.getloadavg()[0]:.1f}):")
             for name, figures in best.items():
                 print(
                     f"  {name:9s} {figures['wall']:6.2f} s wall  {figures['cpu']:6.2f} s CPU  "
                     f"peak RSS {figures['peak_rss_mib']:6.0f} MiB"
                 )
-            speedup = best["openunmix"]["wall"] / best["sepkit"]["wall"]
+            speedup = best[reference]["wall"] / best["sepkit"]["wall"]
             print(f"  sepkit {speedup:.2f}x faster; largest stem difference {difference:.1e}")
 
         song = directory / "long.wav"
         write_long_song(song, arguments.long_minutes)
-        figures = child(["file", str(song), str(directory / "separated")])
+        figures = child(["file", str(song), str(directory / "separated"), *keys])
         print(
             f"\nsepkit separate, {arguments.long_minutes:g}-minute stereo WAV, file to stems: "
             f"{figures['wall']:.1f} s, peak RSS {figures['peak_rss_mib']:.0f} MiB"
