@@ -17,6 +17,9 @@ RECIPES = [
     "musdb18/demucs.sh",
     "musdb18/convtasnet.sh",
     "musdb18/waveunet.sh",
+    "musdb18/htdemucs.sh",
+    "musdb18/bs_roformer.sh",
+    "musdb18/mel_roformer.sh",
     "wsj0-2mix/tasnet.sh",
     "wsj0-2mix/convtasnet.sh",
 ]
