@@ -137,9 +137,19 @@ def test_offline_without_cache_names_the_url_and_the_cache_path(tmp_path: Path, 
 
     assert result.returncode != 0
     error = result.stderr.strip().splitlines()[-1]
+    # the default model, htdemucs: one file
+    from sepkit.models.pretrained.demucs4 import DEMUCS4
+
+    htdemucs = DEMUCS4["htdemucs"]
+    assert htdemucs.urls()[0] in error, error
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / htdemucs.files[0]) in error
+    assert not (tmp_path / "out").exists()
+
+    result = run_sepkit("separate", str(clip), "pretrained=umxhq", f"out_dir={tmp_path / 'out'}")
+    error = result.stderr.strip().splitlines()[-1]
     release = OPEN_UNMIX["umxhq"]
     first = release.targets[0]
-    assert release.url(first) in error
+    assert result.returncode != 0 and release.url(first) in error
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / f"{release.files[first]}.pth") in error
     assert not (tmp_path / "out").exists()
 
