@@ -152,8 +152,8 @@ def test_a_mel_roformer_checkpoint_loads_with_its_yaml_beside_it(tmp_path):
     model = load_msst(checkpoint)
     assert isinstance(model, MelBandRoformer)
     assert model.targets == ["vocals", "other"]
-    # num_overlap 4 steps a quarter chunk; sepkit cross-fades at most half a segment
-    assert model.segment_seconds == 6.0 and model.segment_overlap == 0.5
+    # num_overlap 4 steps a quarter chunk, weighed as MSST's demix weighs them
+    assert model.segment_seconds == 6.0 and model.segment_overlap == 0.75
     mixture = 0.5 * torch.randn(1, 2, 22050)
     with torch.no_grad():
         difference = (model(mixture)["waveforms"] - reference(mixture)).abs().max().item()

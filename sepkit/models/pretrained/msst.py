@@ -33,8 +33,6 @@ ARCHITECTURES: dict[str, type[SeparationModel]] = {
 }
 # a model section's key that only one architecture has
 _ARCHITECTURE_KEYS = {"freqs_per_bands": "bs_roformer", "num_bands": "mel_band_roformer"}
-# sepkit's streaming cross-fades at most half a segment with the next
-_MAX_OVERLAP = 0.5
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -60,8 +58,8 @@ def load_msst(
     ``mel_band_roformer``, as MSST's ``--model_type``) is needed only when the ``model``
     section has neither ``freqs_per_bands`` nor ``num_bands``. The model's
     ``segment_seconds`` is the YAML's chunk (``inference.chunk_size`` or
-    ``audio.chunk_size``) and its ``segment_overlap`` the share ``1 - 1 / num_overlap``,
-    at most 0.5, the most sepkit's cross-fade takes (``num_overlap: 4`` runs as 2).
+    ``audio.chunk_size``) and its ``segment_overlap`` the share ``1 - 1 / num_overlap``
+    (chunks start every ``chunk_size // num_overlap`` samples, as in MSST's inference).
     """
     checkpoint_path = Path(checkpoint_path)
     config_path = _config_beside(checkpoint_path) if config_path is None else Path(config_path)
@@ -178,4 +176,4 @@ def _set_segments(
     if num_overlap:
         if not isinstance(num_overlap, int) or num_overlap < 1:
             raise SepkitError(f"{path}: inference.num_overlap={num_overlap}: use an integer >= 1")
-        model.segment_overlap = min(1.0 - 1.0 / num_overlap, _MAX_OVERLAP)
+        model.segment_overlap = 1.0 - 1.0 / num_overlap  # MSST steps chunk // num_overlap
