@@ -107,6 +107,7 @@ def test_fine_tuning_published_htdemucs_weights_one_step(tmp_path, monkeypatch):
 
     from omegaconf import OmegaConf
 
+    from sepkit.models.pretrained.demucs4 import DEMUCS4
     from tests.references import reference_folder
 
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
@@ -119,9 +120,8 @@ def test_fine_tuning_published_htdemucs_weights_one_step(tmp_path, monkeypatch):
             sources=["drums", "bass", "other", "vocals"], dconv_mode=3, bottom_channels=512
         )
         package = states.serialize_model(reference, OmegaConf.create({"model": "htdemucs"}))
-    from sepkit.models.pretrained.demucs4 import DEMUCS4
-
-    torch.save(package, checkpoints / DEMUCS4["htdemucs"].files[0])
+        # inside the folder's import context: pickle names the class by its import path
+        torch.save(package, checkpoints / DEMUCS4["htdemucs"].files[0])
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
     run_dir = tmp_path / "tuned"
