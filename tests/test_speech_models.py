@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sepkit.checkpoint import build_model
-from sepkit.losses.clustering import ChimeraLoss, DeepClusteringLoss
+from sepkit.losses.clustering import ChimeraLoss, DeepClusteringLoss, anchor_loss
 from sepkit.losses.pit import PermutationInvariantLoss
 from sepkit.losses.spectrogram import SpectrogramLoss
 from sepkit.models.base import InferenceOptions
@@ -143,3 +143,55 @@ def test_unknown_choices_are_refused_with_the_options():
         _model(DeepClustering, kmeans_init="random").separate(torch.randn(1, 1, 500))
     with pytest.raises(ValueError, match="unknown mask 'relu6'"):
         _model(MaskInference, mask="relu6")
+
+
+def test_deep_clustering_on_named_stems_learns_an_anchor_per_stem_and_keeps_their_order():
+    """Trained on named stems, separation gives each stem its place without k-means: the
+    anchors, learned from the bins each stem dominates, name the clusters."""
+    model = _model(DeepClustering, targets=["low", "high"], dropout=0.0)
+    model.fit_sources(ordered=True)
+    assert model.ordered_outputs and "anchors" in model(torch.randn(1, 1, 800))
+    generator = torch.Generator().manual_seed(0)
+    time = torch.arange(2000) / 8000
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        # a random low tone and a random high tone in each example
+        low_hz = 150 + 700 * torch.rand(4, 1, generator=generator)
+        high_hz = 1800 + 1500 * torch.rand(4, 1, generator=generator)
+        low = torch.sin(2 * torch.pi * low_hz * time)
+        high = 0.5 * torch.sin(2 * torch.pi * high_hz * time)
+        sources = torch.stack([low, high], dim=1).unsqueeze(2)  # (4, 2, 1, time)
+        return sources.sum(1), sources
+
+    loss_function = DeepClusteringLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(120):
+        mixture, sources = batch()
+        loss = loss_function(model(mixture), model.references(sources, mixture))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    stored = {"model": {"config": model.config, "state_dict": model.state_dict()}}
+    rebuilt = build_model(stored).eval()
+    assert rebuilt.ordered_outputs  # the checkpoint separates as it trained
+    mixture, sources = batch()
+    separated = rebuilt.separate(mixture, InferenceOptions(niter=0))
+    for index in range(2):
+        reference = sources[:, index, 0, 200:-200]
+        error = (separated[:, index, 0, 200:-200] - reference).square().mean()
+        assert error / reference.square().mean() < 0.1, index
+
+
+def test_deep_clustering_loss_adds_the_anchor_term_whose_minimum_is_each_stems_mean():
+    torch.manual_seed(0)
+    embeddings = torch.nn.functional.normalize(torch.rand(2, 50, 4), dim=-1)
+    assignments = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 50)), 3).float()
+    weights = torch.rand(2, 50)
+    means = (assignments * weights[..., None]).transpose(1, 2) @ embeddings
+    means = means / (assignments * weights[..., None]).sum(1)[..., None]
+    anchors = means.clone().requires_grad_(True)
+    anchor_loss(embeddings, anchors, assignments, weights).sum().backward()
+    torch.testing.assert_close(anchors.grad, torch.zeros_like(anchors), atol=1e-6, rtol=0)
+    moved = anchor_loss(embeddings, means + 0.1, assignments, weights)
+    assert (moved > anchor_loss(embeddings, means, assignments, weights)).all()

@@ -63,6 +63,21 @@ def deep_clustering_loss(
     return loss / weights.sum(1).square().clamp_min(1e-12)
 
 
+def anchor_loss(
+    embeddings: Tensor, anchors: Tensor, assignments: Tensor, weights: Tensor
+) -> Tensor:
+    """How far each bin's embedding lies from the anchor of the source that dominates it:
+    (batch,) Σ_i w_i ‖v_i - a_(y_i)‖² / Σ_i w_i, for embeddings (batch, bins, dim), anchors
+    (batch, sources, dim), one-hot assignments (batch, bins, sources) and weights (batch,
+    bins). Its minimum over the anchors is each source's weighted mean embedding, so the
+    anchors learn where each named stem's bins cluster."""
+    dtype = torch.promote_types(embeddings.dtype, torch.float32)
+    own_anchor = assignments.to(dtype) @ anchors.to(dtype)  # (batch, bins, dim)
+    distances = (embeddings.to(dtype) - own_anchor).square().sum(-1)
+    weights = weights.to(dtype)
+    return (weights * distances).sum(1) / weights.sum(1).clamp_min(1e-12)
+
+
 class DeepClusteringLoss(SeparationLoss):
     """The deep clustering loss of the model's ``embeddings`` against the ideal binary
     assignments of the reference ``spectrograms``, averaged over the batch.
@@ -71,7 +86,8 @@ class DeepClusteringLoss(SeparationLoss):
     mixture magnitude: nussl scales V and Y by sqrt(|X| / mean |X|), the same pair weights
     up to the normalisation). ``silence_db``: bins more than this many dB below the
     loudest bin of their mixture get weight 0 (Asteroid's 40 dB voice activity mask);
-    None keeps every bin.
+    None keeps every bin. When the model gives ``anchors`` (trained on named stems), the
+    ``anchor_loss`` of the embeddings to their stems' anchors is added.
     """
 
     reads = ("embeddings", "mixture_spectrogram")
@@ -100,7 +116,12 @@ class DeepClusteringLoss(SeparationLoss):
     def forward(self, outputs: dict[str, Tensor], references: dict[str, Tensor]) -> Tensor:
         assignments = ideal_binary_assignments(references["spectrograms"])
         weights = self.bin_weights(outputs["mixture_spectrogram"])
-        return deep_clustering_loss(outputs["embeddings"], assignments, weights).mean()
+        loss = deep_clustering_loss(outputs["embeddings"], assignments, weights)
+        if "anchors" in outputs:
+            loss = loss + anchor_loss(
+                outputs["embeddings"], outputs["anchors"], assignments, weights
+            )
+        return loss.mean()
 
 
 class ChimeraLoss(SeparationLoss):

@@ -129,6 +129,15 @@ class SeparationModel(nn.Module, abc.ABC):
         """True sources (batch, sources, channels, time) in the model's domain."""
         return {"waveforms": sources}
 
+    def fit_sources(self, ordered: bool) -> None:
+        """Prepare for the dataset's sources before the first step: ``ordered`` for named
+        stems, not for speakers. A ValueError saying why when the model cannot name stems."""
+        if ordered and not self.ordered_outputs:
+            raise ValueError(
+                "the model's estimates come in no fixed order, so they cannot be the named "
+                "stems; train it on a speech dataset"
+            )
+
     # -- normalisation statistics from the training data -------------------------------
 
     def statistics_key(self) -> dict[str, Any] | None:

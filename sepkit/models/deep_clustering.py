@@ -6,6 +6,12 @@ way. The network never outputs masks: separation clusters the embeddings of the 
 with k-means (one cluster per source) and gives every bin a soft or binary membership of
 each cluster, which masks the mixture. Which cluster is which speaker is arbitrary, as in
 any speaker separation; evaluation resolves the order.
+
+Named stems (music) need clusters that know their stem. Trained on them, the model also
+learns one anchor per target, pulled towards the embeddings of the bins that target
+dominates (the loss's anchor term), and separates by each bin's membership of the anchors
+instead of k-means: the fixed attractor points of the deep attractor network (Chen, Luo and
+Mesgarani, ICASSP 2017), so cluster i is target i.
 """
 
 from __future__ import annotations
@@ -55,9 +61,24 @@ class ClusteringMasks(torch.nn.Module):
         self.init = init
         self.seed = seed
 
-    def forward(self, embeddings: Tensor, magnitude: Tensor) -> Tensor:
+    def forward(
+        self, embeddings: Tensor, magnitude: Tensor, anchors: Tensor | None = None
+    ) -> Tensor:
         """embeddings (batch, channels * bins * frames, dim) and the mixture magnitude
-        (batch, channels, bins, frames) -> masks (batch, sources, channels, bins, frames)."""
+        (batch, channels, bins, frames) -> masks (batch, sources, channels, bins, frames).
+        With ``anchors`` (batch, sources, dim) the memberships are of the anchors, in their
+        order, and no k-means runs."""
+        if anchors is None:
+            anchors = self._centroids(embeddings, magnitude)
+        memberships = cluster_memberships(
+            embeddings, anchors, soft=self.mask_type == "soft", beta=self.beta
+        )  # (batch, channels * bins * frames, sources)
+        return memberships.transpose(1, 2).reshape(
+            magnitude.shape[0], self.nb_sources, *magnitude.shape[1:]
+        )
+
+    def _centroids(self, embeddings: Tensor, magnitude: Tensor) -> Tensor:
+        """(batch, sources, dim) k-means centroids of the loud bins' embeddings."""
         loudness = magnitude.flatten(1).float()
         threshold = torch.quantile(loudness, self.percentile / 100.0, dim=1, keepdim=True)
         loud = (loudness >= threshold).float()
@@ -69,12 +90,7 @@ class ClusteringMasks(torch.nn.Module):
             init=self.init,
             seed=self.seed,
         )
-        memberships = cluster_memberships(
-            embeddings, centroids, soft=self.mask_type == "soft", beta=self.beta
-        )  # (batch, channels * bins * frames, sources)
-        return memberships.transpose(1, 2).reshape(
-            magnitude.shape[0], self.nb_sources, *magnitude.shape[1:]
-        )
+        return centroids
 
 
 class DeepClustering(SpectrogramModel):
@@ -84,13 +100,25 @@ class DeepClustering(SpectrogramModel):
     4 x 600 BLSTM, dropout 0.3); the head gives ``embedding_dim`` (20) values per bin,
     through ``embedding_activation`` (``sigmoid`` as nussl, ``tanh`` or ``none``), unit
     normalised. ``forward`` returns ``embeddings`` (batch, channels * freq * frames, dim)
-    and the ``mixture_spectrogram``. Separation options (``mask_type``, ``beta``,
+    and the ``mixture_spectrogram``, and on named stems the ``anchors`` (batch, sources,
+    dim), one learned point per target. Separation options (``mask_type``, ``beta``,
     ``cluster_percentile``, ``kmeans_iterations``, ``kmeans_init``, ``kmeans_seed``) are
     those of ``ClusteringMasks``.
     """
 
-    outputs = ("embeddings", "mixture_spectrogram")
-    ordered_outputs = False  # k-means numbers its clusters arbitrarily
+    outputs = ("embeddings", "mixture_spectrogram")  # and ``anchors`` on named stems
+
+    @property
+    def ordered_outputs(self) -> bool:
+        """k-means numbers its clusters arbitrarily; the anchors name them."""
+        return bool(self.named_clusters)
+
+    def fit_sources(self, ordered: bool) -> None:
+        """On named stems train and separate with the anchors; on speakers with k-means.
+        Kept in the weights (``named_clusters``), so a checkpoint separates as it trained."""
+        self.named_clusters.fill_(ordered)
+        # unused on speakers: no gradient, so DistributedDataParallel does not wait for one
+        self.anchors.requires_grad_(ordered)
 
     @property
     def training_segment(self) -> float:
@@ -137,17 +165,25 @@ class DeepClustering(SpectrogramModel):
             kmeans_init,
             kmeans_seed,
         )
+        # trained only on named stems (fit_sources)
+        self.anchors = torch.nn.Parameter(
+            torch.zeros(len(self.targets), embedding_dim), requires_grad=False
+        )
+        self.register_buffer("named_clusters", torch.tensor(False))
 
     def estimate(self, mixture_spectrogram: Tensor) -> dict[str, Tensor]:
         """The embeddings only: masks come from clustering at separation time."""
         features = self.trunk(mixture_spectrogram.abs())  # (batch, frames, features)
         embeddings = self.embedding(features)  # (batch, frames, channels * bins, dim)
-        return {"embeddings": flatten_bins(embeddings, self.nb_channels)}
+        outputs = {"embeddings": flatten_bins(embeddings, self.nb_channels)}
+        if self.named_clusters:
+            outputs["anchors"] = self.anchors.expand(len(features), -1, -1)
+        return outputs
 
     def separation_magnitudes(
         self, mixture_spectrogram: Tensor, options: InferenceOptions
     ) -> Tensor:
         magnitude = mixture_spectrogram.abs()
-        embeddings = self.estimate(mixture_spectrogram)["embeddings"]
-        masks = self.clustering(embeddings, magnitude)
+        outputs = self.estimate(mixture_spectrogram)
+        masks = self.clustering(outputs["embeddings"], magnitude, outputs.get("anchors"))
         return masks * magnitude.unsqueeze(1)

@@ -52,11 +52,10 @@ def check_source_order(model: SeparationModel, data: Any, loss: Any) -> None:
     (speakers); a SepkitError naming the pair when the model or the loss cannot train on
     them."""
     pair = f"model {model.name} on dataset {type(data).__name__} (targets {data.targets})"
-    if data.ordered_sources and not model.ordered_outputs:
-        raise SepkitError(
-            f"{pair}: the model's estimates come in no fixed order, so they cannot be the "
-            "named stems; train it on a speech dataset"
-        )
+    try:
+        model.fit_sources(data.ordered_sources)
+    except ValueError as error:
+        raise SepkitError(f"{pair}: {error}") from None
     try:
         loss.fit_sources(data.ordered_sources)
     except ValueError as error:
