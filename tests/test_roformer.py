@@ -140,6 +140,35 @@ def test_a_small_model_trains(kind):
     assert any(name.endswith("rotary_embed.freqs") for name in model.state_dict())
 
 
+@pytest.mark.parametrize("kind", ["bs", "mel"])
+def test_use_torch_checkpoint_recomputes_the_transformers_and_gives_the_same_gradients(kind):
+    torch.manual_seed(0)
+    arguments = {**SMALL, **SMALL_BANDS[kind], "attn_dropout": 0.1, "ff_dropout": 0.1}
+    plain = sepkit_model(kind, ["vocals", "other"], True, **arguments).train()
+    checkpointed = sepkit_model(
+        kind, ["vocals", "other"], True, **arguments, use_torch_checkpoint=True
+    ).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    mixture = 0.5 * torch.randn(2, 2, 11025)
+    sources = 0.5 * torch.randn(2, 2, 2, 11025)
+    calls = []
+    first_transformer = checkpointed.layers[0][0]
+    # a pre-hook: the recomputation stops as soon as it has what the backward pass needs
+    first_transformer.register_forward_pre_hook(lambda *_: calls.append(True))
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)  # the same dropout masks
+        F.l1_loss(model(mixture)["waveforms"], sources).backward()
+    # once forward, once more in the backward pass (its activations were not kept)
+    assert len(calls) == 2
+    for (name, expected), computed in zip(plain.named_parameters(), checkpointed.parameters()):
+        assert torch.allclose(computed.grad, expected.grad, atol=1e-6, rtol=1e-5), name
+    # separating never recomputes: checkpointing is for training only
+    calls.clear()
+    with torch.no_grad():
+        checkpointed.eval()(mixture)
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize(
     "cls, arguments, message",
     [

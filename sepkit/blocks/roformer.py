@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -187,15 +188,27 @@ def axial_transformers(
     )
 
 
-def apply_axial_transformers(layers: nn.ModuleList, x: Tensor) -> Tensor:
+def apply_axial_transformers(
+    layers: nn.ModuleList, x: Tensor, checkpointed: bool = False
+) -> Tensor:
     """Band features (batch, frames, bands, dim) through ``axial_transformers``: each time
     transformer attends across frames within a band, each frequency transformer across
-    bands within a frame. Same shape out."""
+    bands within a frame. Same shape out.
+
+    ``checkpointed``: keep only each transformer's input for the backward pass and run it
+    again there (activation checkpointing), so training memory holds one transformer's
+    activations instead of all of them, for a second forward pass."""
     batch, frames, bands, dim = x.shape
+
+    def run(transformer: nn.Module, x: Tensor) -> Tensor:
+        if checkpointed:
+            return torch.utils.checkpoint.checkpoint(transformer, x, use_reentrant=False)
+        return transformer(x)
+
     for time_transformer, freq_transformer in layers:
         x = x.transpose(1, 2).reshape(batch * bands, frames, dim)
-        x = time_transformer(x)
+        x = run(time_transformer, x)
         x = x.reshape(batch, bands, frames, dim).transpose(1, 2).reshape(batch * frames, bands, dim)
-        x = freq_transformer(x)
+        x = run(freq_transformer, x)
         x = x.reshape(batch, frames, bands, dim)
     return x

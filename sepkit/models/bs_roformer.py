@@ -48,6 +48,8 @@ class BandSplitRoformer(SeparationModel):
     ``num_overlap: 2``), weighed and padded as MSST's ``demix`` does.
     """
 
+    use_torch_checkpoint: bool = False  # subclasses set the reference's argument
+
     segment_seconds = 8.0
     segment_overlap = 0.5
     # MSST's musdb18 recipes train on 131584-sample chunks (2.98 s at 44.1 kHz)
@@ -95,7 +97,8 @@ class BandSplitRoformer(SeparationModel):
         rows = interleave_channels(self.stft(mixture))  # (batch, freq * channels, frames)
         x = band_features(self.band_rows(rows))  # (batch, frames, band rows * 2)
         x = self.band_split(x.to(self.feature_dtype()))  # (batch, frames, bands, dim)
-        x = self.final_norm(apply_axial_transformers(self.layers, x))
+        checkpointed = self.use_torch_checkpoint and self.training and torch.is_grad_enabled()
+        x = self.final_norm(apply_axial_transformers(self.layers, x, checkpointed))
         masks = torch.stack([estimate(x) for estimate in self.mask_estimators], dim=1)
         masks = self.row_masks(complex_masks(masks))  # (batch, sources, rows, frames)
         sources = deinterleave_channels(rows.unsqueeze(1) * masks, self.nb_channels)
@@ -118,9 +121,10 @@ class BSRoformer(BandSplitRoformer):
 
     ``stereo`` (the reference's switch) or ``nb_channels`` (sepkit's, from a dataset) say
     whether the audio has 2 channels or 1 (the default). ``freqs_per_bands`` must add up
-    to ``stft_n_fft // 2 + 1``. Arguments that change nothing but speed or the
-    reference's own training loss (``flash_attn``, ``sage_attention``,
-    ``use_torch_checkpoint``, ``multi_stft_*``) and those its forward never reads
+    to ``stft_n_fft // 2 + 1``. ``use_torch_checkpoint`` recomputes each transformer's
+    activations in the backward pass instead of keeping them (training memory for time).
+    Arguments that change nothing but speed or the reference's own training loss
+    (``flash_attn``, ``sage_attention``, ``multi_stft_*``) and those its forward never reads
     (``zero_dc``, ``skip_connection``, ``dim_freqs_in``) are accepted so that a community
     YAML's ``model:`` section loads, and ignored: sepkit trains with a loss from
     configs/loss. ``linear_transformer_depth`` > 0 (linear attention, which no
@@ -172,6 +176,7 @@ class BSRoformer(BandSplitRoformer):
                 "supported (use 0: no published checkpoint has linear attention layers)"
             )
         _check_bands(freqs_per_bands, stft_n_fft)
+        self.use_torch_checkpoint = use_torch_checkpoint
         dim_inputs = tuple(2 * bins * self.nb_channels for bins in freqs_per_bands)
         self.layers = axial_transformers(
             depth, time_transformer_depth, freq_transformer_depth, dim_head, dim=dim,

@@ -29,8 +29,8 @@ class MelBandRoformer(BandSplitRoformer):
     never passes ``mlp_expansion_factor`` on); a bin's mask is the mean of the masks its
     bands give it.
 
-    Arguments the reference accepts for speed, for its own training loss or without
-    reading them (``flash_attn``, ``sage_attention``, ``use_torch_checkpoint``,
+    ``use_torch_checkpoint`` as for BSRoformer. Arguments the reference accepts for speed,
+    for its own training loss or without reading them (``flash_attn``, ``sage_attention``,
     ``multi_stft_*``, ``zero_dc``, ``skip_connection``, ``dim_freqs_in``,
     ``mlp_expansion_factor``) are accepted and ignored; the output always has the input's
     length (the reference's ``match_input_audio_length=True``). ``stereo`` or
@@ -76,6 +76,7 @@ class MelBandRoformer(BandSplitRoformer):
             targets, sample_rate, audio_channels(stereo, nb_channels), stft_n_fft,
             stft_hop_length, stft_win_length, stft_normalized, stft_window_fn,
         )  # fmt: skip
+        self.use_torch_checkpoint = use_torch_checkpoint
         membership = torch.from_numpy(mel_band_membership(sample_rate, stft_n_fft, num_bands))
         # band rows in order: each band's bins, each bin's channels (rows f * channels + c)
         bins = membership.nonzero()[:, 1]
