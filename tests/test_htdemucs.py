@@ -157,3 +157,17 @@ def test_unsupported_options_are_refused_with_the_fix():
         HTDemucs(SOURCES, t_sparse_self_attn=True)
     with pytest.raises(ValueError, match="cac=True"):
         HDemucs(SOURCES, cac=False)
+
+
+@pytest.mark.parametrize(
+    "nfft, depth, message",
+    [(2048, 3, "nfft=2048, depth=3: .* never join"), (1024, 3, "raise depth"),
+     (2048, 5, "nfft=2048, stride=4: the branches join at layer 5")],
+)  # fmt: skip
+def test_hdemucs_whose_branches_would_not_join_is_refused_when_built(nfft, depth, message):
+    # demucs 4.1.0 builds these and fails at the first forward pass with a shape mismatch
+    with pytest.raises(ValueError, match=message):
+        HDemucs(SOURCES, channels=4, nfft=nfft, depth=depth)
+    # the shapes the checks let through separate
+    model = HDemucs(SOURCES, channels=4, nfft=1024, depth=4, samplerate=22050, segment=2.0)
+    assert model(torch.randn(1, 2, 22050))["waveforms"].shape == (1, len(SOURCES), 2, 22050)

@@ -287,6 +287,30 @@ def check_multi_freqs(multi_freqs: Any) -> None:
         raise ValueError(f"multi_freqs={multi_freqs!r} is not supported: use [] or null")
 
 
+def _check_branches_meet(nfft: int, depth: int, kernel_size: int, stride: int) -> None:
+    """Demucs v3's two branches join where the spectrogram branch is one frequency high;
+    there its frames (one per nfft // 4 samples) must be the waveform branch's (one per
+    stride ** layers). A ValueError naming the settings that miss, as demucs itself only
+    fails at the first forward pass."""
+    freqs, layers = nfft // 2, 0
+    while freqs > kernel_size and layers < depth:
+        freqs //= stride
+        layers += 1
+    if layers == depth:
+        raise ValueError(
+            f"nfft={nfft}, depth={depth}: the spectrogram branch is still {freqs} frequencies "
+            f"high after depth layers, so the two branches never join; raise depth or lower "
+            "nfft (demucs's hdemucs: nfft 4096, depth 6)"
+        )
+    if stride ** (layers + 1) != nfft // 4:
+        raise ValueError(
+            f"nfft={nfft}, stride={stride}: the branches join at layer {layers + 1}, where the "
+            f"waveform branch has one frame per {stride ** (layers + 1)} samples and the "
+            f"spectrogram one per nfft // 4 = {nfft // 4}; use an nfft of 4 * stride ** k "
+            "(1024 or 4096 for stride 4)"
+        )
+
+
 class HDemucs(HybridDemucs):
     """Hybrid Demucs (v3): mixture waveform in, one waveform per target out.
 
@@ -319,6 +343,8 @@ class HDemucs(HybridDemucs):
         super().__init__(targets, samplerate, audio_channels)
         if hybrid_old and not hybrid:
             raise ValueError("hybrid_old=True needs hybrid=True")
+        if hybrid:
+            _check_branches_meet(nfft, depth, kernel_size, stride)
         self._build_hybrid(locals())
 
     def forward(self, mixture: Tensor) -> dict[str, Tensor]:
