@@ -186,6 +186,10 @@ class EvalConfig(SeparationSettings):
     # sigsep's oracle estimates from the true stems instead of a model: irm1, irm2 (ideal
     # ratio masks of magnitudes, of power), ibm (ideal binary mask) or mixture
     oracle: str | None = None
+    # the oracle also estimates musdb's accompaniment, and vocals is scored against it as
+    # museval scores sigsep's published oracles; false: vocals among the four stems, as a
+    # four-stem model's vocals are scored (the ceiling to hold such a model against)
+    oracle_accompaniment: bool = True
     tracks: list[str] | None = None  # test tracks to score, e.g. ["Song A"]; null: all
     out_dir: str = "runs/eval"
     overwrite: bool = False  # false: refuse an out_dir that already holds an evaluation

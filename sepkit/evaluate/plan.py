@@ -110,7 +110,8 @@ def make_plan(cfg: Any, choice: str, compared: Sequence[Evaluation]) -> Plan:
     elif cfg.oracle:
         plan.oracle = cfg.oracle
         # museval's eval_mus_track scores the accompaniment beside the stems
-        plan.scored = [*data.targets, *(name for name in derived if name == "accompaniment")]
+        accompaniment = cfg.oracle_accompaniment and "accompaniment" in derived
+        plan.scored = [*data.targets, *(["accompaniment"] if accompaniment else [])]
     else:
         from sepkit.separate import separator_from_config  # imports torch: only for a model
 
