@@ -10,6 +10,10 @@ floor), with each model's ratio to IRM1.
 
     PYTHONPATH=. python benchmarks/quality.py                       # 10 minutes a model
     PYTHONPATH=. python benchmarks/quality.py --minutes 2 --models openunmix demucs
+    PYTHONPATH=. python benchmarks/quality.py --resume runs/quality/<date>   # finish one
+
+``--resume`` keeps every model already scored in that folder (and the oracle scores) and
+runs the rest, so an interrupted benchmark finishes, or its tables print again.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ def scores(run: Path, metric: str) -> dict[str, dict[str, float]]:
 def train_and_score(model: str, dataset: str, minutes: float, out: Path) -> dict | str:
     """The model's scores on ``dataset`` after ``minutes`` of training, or why it did not run."""
     run = out / f"{model}-{dataset}"
+    if (run / "eval" / "results.csv").exists():  # scored by the run being resumed
+        return scores(run / "eval", DATASETS[dataset]).get("model", {})
     recipe = toy_recipe(model, dataset)
     chosen = [f"experiment={recipe}"] if recipe else [f"model={model}", f"dataset={dataset}"]
     trained = sepkit(
@@ -91,6 +97,9 @@ def train_and_score(model: str, dataset: str, minutes: float, out: Path) -> dict
 def oracle(dataset: str, out: Path) -> dict[str, dict[str, float]]:
     """IRM1 and the mixture on ``dataset``'s test set."""
     run = out / f"oracle-{dataset}"
+    if (run / "results.csv").exists():  # scored by the run being resumed
+        found = scores(run, DATASETS[dataset])
+        return {"IRM1": found["IRM1"], "mixture": found["mixture"]}
     # vocals among the four stems, as the models' vocals are scored (not against the
     # accompaniment, as sigsep publishes its oracles)
     result = sepkit(
@@ -137,10 +146,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="model configs (default: all)")
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--out", type=Path, default=REPOSITORY / "runs" / "quality")
+    parser.add_argument("--resume", type=Path, help="a folder of an earlier run to finish")
     arguments = parser.parse_args()
     models = arguments.models or sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out = arguments.out / stamp
+    if arguments.resume:
+        if not arguments.resume.is_dir():
+            raise SystemExit(f"--resume {arguments.resume}: no such folder")
+        out = arguments.resume.resolve()
+    else:
+        out = arguments.out / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     print(f"{datetime.date.today()}: {arguments.minutes:g} minutes a model, runs in {out}")
     for dataset in arguments.datasets:
         ceiling = oracle(dataset, out)
