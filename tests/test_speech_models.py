@@ -195,3 +195,11 @@ def test_deep_clustering_loss_adds_the_anchor_term_whose_minimum_is_each_stems_m
     torch.testing.assert_close(anchors.grad, torch.zeros_like(anchors), atol=1e-6, rtol=0)
     moved = anchor_loss(embeddings, means + 0.1, assignments, weights)
     assert (moved > anchor_loss(embeddings, means, assignments, weights)).all()
+
+
+def test_a_deep_clustering_checkpoint_from_before_the_anchors_loads_and_clusters_speakers():
+    model = DeepClustering(["s1", "s2"], 8000, 1, hidden_size=8, nb_layers=1, embedding_dim=4)
+    old = {k: v for k, v in model.state_dict().items() if k not in ("anchors", "named_clusters")}
+    rebuilt = DeepClustering(["s1", "s2"], 8000, 1, hidden_size=8, nb_layers=1, embedding_dim=4)
+    rebuilt.load_state_dict(old, strict=True)
+    assert not rebuilt.ordered_outputs and "anchors" not in rebuilt(torch.randn(1, 1, 800))

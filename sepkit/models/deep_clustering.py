@@ -171,6 +171,12 @@ class DeepClustering(SpectrogramModel):
         )
         self.register_buffer("named_clusters", torch.tensor(False))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # checkpoints from before the anchors existed trained on speakers: k-means, no anchors
+        state_dict.setdefault(prefix + "anchors", torch.zeros_like(self.anchors))
+        state_dict.setdefault(prefix + "named_clusters", torch.tensor(False))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def estimate(self, mixture_spectrogram: Tensor) -> dict[str, Tensor]:
         """The embeddings only: masks come from clustering at separation time."""
         features = self.trunk(mixture_spectrogram.abs())  # (batch, frames, features)

@@ -130,7 +130,8 @@ class Trainer:
         """The resumed run's weights, state and statistics; for a new run, the input
         statistics of its training tracks."""
         self.state = TrainingState()
-        if resumed is None and self.cfg.init:
+        initialised = resumed is None and bool(self.cfg.init)
+        if initialised:
             # the trained weights include the statistics the model was trained with
             load_initial_weights(self.model, self.cfg.init)
             # weights trained on other sources (speakers, say) fine-tune on these
@@ -138,7 +139,7 @@ class Trainer:
         if self.cfg.freeze:
             frozen = freeze(self.model, list(self.cfg.freeze))
             log.info("freeze: %d parameter tensors kept fixed", len(frozen))
-        if resumed is None and self.cfg.init:
+        if initialised:
             self.statistics = None
             return
         if resumed is None:
