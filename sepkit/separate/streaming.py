@@ -309,7 +309,10 @@ class WeightedSegmentedSeparation:
             reflection = self._input[:, -self._lead - 1 : -1].flip(-1)
             self._input = torch.cat([self._input, reflection], dim=-1)
         end = self._input_start + self._input.shape[-1]
-        while self._offset < end:
+        # a segment starting past the input's last sample holds only the trailing padding,
+        # which is cut from the output: the reference separates it, sepkit does not
+        output_end = self._lead + self._received
+        while self._offset < min(end, output_end):
             self._add_segment(end, last=self._offset + self.stride >= end)
         return self._emit(end)
 
