@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sepkit.blocks import roformer
 from sepkit.blocks.mel import mel_filter_bank
 from sepkit.models.bs_roformer import BSRoformer
 from sepkit.models.mel_roformer import MelBandRoformer
@@ -167,6 +168,30 @@ def test_use_torch_checkpoint_recomputes_the_transformers_and_gives_the_same_gra
     with torch.no_grad():
         checkpointed.eval()(mixture)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("tokens, groups", [(200, 5), (400, 3), (10**6, 1)])
+@pytest.mark.parametrize("amp", [False, True])
+def test_without_gradients_the_sequences_go_through_in_groups_with_the_same_output(
+    tokens, groups, amp, monkeypatch
+):
+    """Separating runs the axial transformers a few bands (or frames) at a time, so that
+    memory holds one group's activations; the output is that of all of them at once."""
+    torch.manual_seed(0)
+    model = sepkit_model("bs", ["vocals", "other"], True, **SMALL, **SMALL_BANDS["bs"])
+    mixture = 0.5 * torch.randn(2, 2, 11025)  # 173 frames, 5 bands
+    calls = []
+    model.layers[0][0].register_forward_pre_hook(lambda *_: calls.append(True))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        whole = model(mixture)["waveforms"].detach()  # gradients on: one pass
+        monkeypatch.setattr(roformer, "INFERENCE_GROUP_TOKENS", tokens)
+        with torch.no_grad():
+            grouped = model(mixture)["waveforms"]
+    # bands per time-transformer group: tokens // 173 frames, at least one
+    assert len(calls) == 1 + groups
+    difference = (grouped - whole).abs().max().item()
+    print(f"{groups} group(s), amp={amp}: largest difference {difference:.1e}")
+    assert grouped.dtype == whole.dtype and difference < (1e-2 if amp else 1e-6)
 
 
 @pytest.mark.parametrize(

@@ -71,18 +71,19 @@ class RotaryEmbedding(nn.Module):
         freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim))
         self.register_buffer("freqs", freqs)
 
-    def angles(self, length: int, device: torch.device) -> Tensor:
-        """(length, dim) float32: each pair's angle repeated for both of its features."""
+    def rotations(self, length: int, device: torch.device) -> Tensor:
+        """(length, dim / 2) complex64: exp(i * p * freqs[i]) for each position and pair."""
         positions = torch.arange(length, device=device, dtype=torch.float32)
         angles = positions[:, None] * self.freqs.to(device=device, dtype=torch.float32)
-        return angles.repeat_interleave(2, dim=-1)
+        return torch.polar(torch.ones_like(angles), angles)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (..., positions, dim) rotated by position, same shape and dtype."""
-        angles = self.angles(x.shape[-2], x.device)  # elementwise: autocast leaves it float32
-        pairs = x.unflatten(-1, (-1, 2))
-        rotated_half = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-        return (x * angles.cos() + rotated_half * angles.sin()).to(x.dtype)
+        # a pair (a, b) rotated by t is the complex product (a + ib) e^{it}: one pass over
+        # x, where cos/sin products of x and its swapped halves would take five
+        pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+        rotated = torch.view_as_real(pairs * self.rotations(x.shape[-2], x.device))
+        return rotated.flatten(-2).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -188,6 +189,13 @@ def axial_transformers(
     )
 
 
+# Tokens per group when the axial transformers run without gradients. Sequences are
+# independent, so running them a group at a time gives the same output while the
+# activations (the feed-forward's 4x-wide hidden layer above all) are those of one group,
+# small enough to stay in cache, not those of every band and frame of a segment at once.
+INFERENCE_GROUP_TOKENS = 2048
+
+
 def apply_axial_transformers(
     layers: nn.ModuleList, x: Tensor, checkpointed: bool = False
 ) -> Tensor:
@@ -197,7 +205,10 @@ def apply_axial_transformers(
 
     ``checkpointed``: keep only each transformer's input for the backward pass and run it
     again there (activation checkpointing), so training memory holds one transformer's
-    activations instead of all of them, for a second forward pass."""
+    activations instead of all of them, for a second forward pass. Without gradients the
+    sequences go through in groups of about ``INFERENCE_GROUP_TOKENS`` tokens."""
+    if not torch.is_grad_enabled():
+        return _apply_in_groups(layers, x, INFERENCE_GROUP_TOKENS)
     batch, frames, bands, dim = x.shape
 
     def run(transformer: nn.Module, x: Tensor) -> Tensor:
@@ -211,4 +222,30 @@ def apply_axial_transformers(
         x = x.reshape(batch, bands, frames, dim).transpose(1, 2).reshape(batch * frames, bands, dim)
         x = run(freq_transformer, x)
         x = x.reshape(batch, frames, bands, dim)
+    return x
+
+
+def _apply_in_groups(layers: nn.ModuleList, x: Tensor, tokens: int) -> Tensor:
+    """``apply_axial_transformers`` without gradients, a group of sequences at a time: a
+    time transformer's group is a few bands (all frames), read from and written back to
+    the (batch, frames, bands, dim) layout directly; a frequency transformer's is a few
+    frames, updated in place."""
+    batch, frames, bands, dim = x.shape
+    bands_per_group = max(1, tokens // frames)
+    frames_per_group = max(1, tokens // bands)
+    for time_transformer, freq_transformer in layers:
+        out = None
+        for start in range(0, bands, bands_per_group):
+            group = x[:, :, start : start + bands_per_group].transpose(1, 2)
+            count = group.shape[1]
+            y = time_transformer(group.reshape(batch * count, frames, dim))
+            if out is None:  # the transformer's dtype (autocast may lower it)
+                out = x.new_empty(x.shape, dtype=y.dtype)
+            out[:, :, start : start + count] = y.reshape(batch, count, frames, dim).transpose(1, 2)
+        rows = out.view(batch * frames, bands, dim)
+        for start in range(0, batch * frames, frames_per_group):
+            rows[start : start + frames_per_group] = freq_transformer(
+                rows[start : start + frames_per_group]
+            )
+        x = out
     return x
