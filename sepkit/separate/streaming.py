@@ -240,7 +240,8 @@ class WeightedSegmentedSeparation:
       input is reflect-padded by ``segment_length - stride`` at both ends when longer than
       twice that; a short last segment is reflect-padded when longer than half a segment,
       else zero-padded, and its stems are the output's start. An input of at most one
-      segment is separated whole, as it is.
+      segment is separated whole, as it is. Segments that start in the trailing padding,
+      which ``demix`` separates and discards, are skipped.
 
     Memory holds about one segment of input and one of output, whatever the length.
     """
